@@ -1,0 +1,231 @@
+"""Distinguished names compared as RFC 4517 ``distinguishedNameMatch`` says.
+
+Two DNs match when they have the same number of RDNs, in the same order, and each RDN
+holds the same set of (attribute type, value) pairs; attribute types are compared as OIDs
+(so ``cn``, ``CN`` and ``2.5.4.3`` are one type) and string values after RFC 4518
+preparation for ``caseIgnoreMatch``: case, compatibility forms and insignificant spaces do
+not matter. The registered value is an RFC 4514 string (most specific RDN first, as
+``openssl x509 -nameopt RFC2253`` prints it); escapes and ``#hex`` BER values are understood.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+__all__ = ["DistinguishedName", "InvalidDistinguishedName"]
+
+
+class InvalidDistinguishedName(ValueError):
+    """The string is not an RFC 4514 distinguished name."""
+
+
+# RFC 4514 §3 names plus the ones certificates commonly carry. Keys are upper case:
+# attribute type names are case-insensitive.
+_ATTRIBUTE_TYPES: dict[str, ObjectIdentifier] = {
+    "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "S": NameOID.STATE_OR_PROVINCE_NAME,
+    "STREET": NameOID.STREET_ADDRESS,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "E": NameOID.EMAIL_ADDRESS,
+    "TITLE": NameOID.TITLE,
+    "SN": NameOID.SURNAME,
+    "SURNAME": NameOID.SURNAME,
+    "GN": NameOID.GIVEN_NAME,
+    "GIVENNAME": NameOID.GIVEN_NAME,
+    "INITIALS": NameOID.INITIALS,
+    "GENERATIONQUALIFIER": NameOID.GENERATION_QUALIFIER,
+    "DNQUALIFIER": NameOID.DN_QUALIFIER,
+    "PSEUDONYM": NameOID.PSEUDONYM,
+    "ORGANIZATIONIDENTIFIER": NameOID.ORGANIZATION_IDENTIFIER,
+    "BUSINESSCATEGORY": NameOID.BUSINESS_CATEGORY,
+    "POSTALCODE": NameOID.POSTAL_CODE,
+    "JURISDICTIONC": NameOID.JURISDICTION_COUNTRY_NAME,
+    "JURISDICTIONST": NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME,
+    "JURISDICTIONL": NameOID.JURISDICTION_LOCALITY_NAME,
+}
+
+# A prepared attribute value: a string after RFC 4518 preparation, or raw bytes for
+# values that are not character strings.
+PreparedValue = str | bytes
+RDN = frozenset[tuple[str, PreparedValue]]
+
+_MAPPED_TO_NOTHING = {0x00AD, 0x1806, 0x034F, 0x180B, 0x180C, 0x180D, 0xFFFC, 0x200B}
+_MAPPED_TO_NOTHING.update(range(0xFE00, 0xFE10))
+_MAPPED_TO_NOTHING.update(c for c in range(0x00, 0x20) if c not in (0x09, 0x0A, 0x0B, 0x0C, 0x0D))
+_MAPPED_TO_NOTHING.update(range(0x7F, 0x85))
+_MAPPED_TO_NOTHING.update(range(0x86, 0xA0))
+_MAP_TABLE = {c: None for c in _MAPPED_TO_NOTHING}
+
+
+def prepare(value: str) -> str:
+    """RFC 4518 string preparation for caseIgnoreMatch (map, case fold, NFKC, spaces)."""
+    mapped = value.translate(_MAP_TABLE)
+    mapped = "".join(" " if (ch.isspace() or unicodedata.category(ch) == "Zs") else ch for ch in mapped)
+    folded = unicodedata.normalize("NFKC", mapped.casefold())
+    # Insignificant space handling: leading/trailing spaces removed, inner runs collapsed.
+    return " ".join(folded.split())
+
+
+def _prepare_attribute(attribute: x509.NameAttribute[str | bytes]) -> tuple[str, PreparedValue]:
+    value = attribute.value
+    return attribute.oid.dotted_string, prepare(value) if isinstance(value, str) else bytes(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DistinguishedName:
+    """A DN in certificate order (most significant RDN first), ready for comparison."""
+
+    rdns: tuple[RDN, ...]
+
+    @classmethod
+    def from_name(cls, name: x509.Name) -> DistinguishedName:
+        return cls(tuple(frozenset(_prepare_attribute(a) for a in rdn) for rdn in name.rdns))
+
+    @classmethod
+    def parse(cls, text: str) -> DistinguishedName:
+        """Parse an RFC 4514 string. Raises ``InvalidDistinguishedName`` with the position."""
+        rdns = _Parser(text).parse()
+        # RFC 4514 strings list the most specific RDN first: the reverse of certificate order.
+        return cls(tuple(reversed(rdns)))
+
+    def matches(self, other: DistinguishedName) -> bool:
+        return self.rdns == other.rdns
+
+
+_SPECIAL = set('"+,;<>\\#= ')
+_HEX = set("0123456789abcdefABCDEF")
+_STRING_TAGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}
+
+
+def _decode_ber_string(data: bytes) -> PreparedValue:
+    """Decode the BER of a ``#hex`` value: a character string becomes prepared text,
+    anything else is compared as its raw content."""
+    if len(data) >= 2 and data[1] < 0x80 and len(data) == 2 + data[1]:
+        tag, content = data[0], data[2:]
+        encoding = _STRING_TAGS.get(tag)
+        if encoding is not None:
+            try:
+                return prepare(content.decode(encoding))
+            except UnicodeDecodeError as exc:
+                raise InvalidDistinguishedName(f"#hex value is not valid {encoding}: {exc}") from exc
+        return content
+    raise InvalidDistinguishedName("#hex value is not a short-form BER encoding")
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def error(self, message: str) -> InvalidDistinguishedName:
+        return InvalidDistinguishedName(f"{message} at position {self.pos} of {self.text!r}")
+
+    def skip_spaces(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos] == " ":
+            self.pos += 1
+
+    def parse(self) -> list[RDN]:
+        if not self.text.strip():
+            raise InvalidDistinguishedName("the distinguished name is empty")
+        rdns: list[RDN] = []
+        while True:
+            rdns.append(self.rdn())
+            if self.pos >= len(self.text):
+                return rdns
+            if self.text[self.pos] not in ",;":
+                raise self.error("expected ',' between RDNs")
+            self.pos += 1
+
+    def rdn(self) -> RDN:
+        pairs = [self.attribute_type_and_value()]
+        while self.pos < len(self.text) and self.text[self.pos] == "+":
+            self.pos += 1
+            pairs.append(self.attribute_type_and_value())
+        types = [t for t, _ in pairs]
+        if len(set(types)) != len(types):
+            raise self.error("an RDN repeats an attribute type")
+        return frozenset(pairs)
+
+    def attribute_type_and_value(self) -> tuple[str, PreparedValue]:
+        self.skip_spaces()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in "=,+;":
+            self.pos += 1
+        name = self.text[start:self.pos].strip()
+        if self.pos >= len(self.text) or self.text[self.pos] != "=":
+            raise self.error(f"expected '=' after attribute type {name!r}")
+        self.pos += 1
+        oid = self.attribute_type(name)
+        self.skip_spaces()
+        if self.pos < len(self.text) and self.text[self.pos] == "#":
+            return oid, self.hex_value()
+        return oid, prepare(self.string_value())
+
+    def attribute_type(self, name: str) -> str:
+        if not name:
+            raise self.error("missing attribute type")
+        dotted = name[4:] if name.upper().startswith("OID.") else name
+        if dotted[0].isdigit():
+            parts = dotted.split(".")
+            if len(parts) < 2 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+                raise self.error(f"{name!r} is not a numeric OID")
+            return dotted
+        oid = _ATTRIBUTE_TYPES.get(name.upper())
+        if oid is None:
+            raise self.error(f"unknown attribute type {name!r} (use its numeric OID)")
+        return oid.dotted_string
+
+    def hex_value(self) -> PreparedValue:
+        self.pos += 1
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in _HEX:
+            self.pos += 1
+        digits = self.text[start:self.pos]
+        self.skip_spaces()
+        if not digits or len(digits) % 2 or (self.pos < len(self.text) and self.text[self.pos] not in ",;+"):
+            raise self.error("malformed #hex value")
+        return _decode_ber_string(bytes.fromhex(digits))
+
+    def string_value(self) -> str:
+        out = bytearray()
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch in ",;+":
+                break
+            if ch == "\\":
+                self.pos += 1
+                if self.pos >= len(self.text):
+                    raise self.error("dangling '\\' escape")
+                nxt = self.text[self.pos]
+                if nxt in _SPECIAL:
+                    out += nxt.encode()
+                    self.pos += 1
+                elif nxt in _HEX and self.pos + 1 < len(self.text) and self.text[self.pos + 1] in _HEX:
+                    out.append(int(self.text[self.pos:self.pos + 2], 16))
+                    self.pos += 2
+                else:
+                    raise self.error(f"invalid escape '\\{nxt}'")
+                continue
+            if ch in '"<>':
+                raise self.error(f"character {ch!r} must be escaped")
+            out += ch.encode()
+            self.pos += 1
+        try:
+            value = out.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.error("escaped bytes are not valid UTF-8") from exc
+        if not value.strip():
+            raise self.error("empty attribute value")
+        return value

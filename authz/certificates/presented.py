@@ -1,0 +1,100 @@
+"""The certificate a client presented on the current connection.
+
+Every mode of deployment fills the same ASGI TLS extension (direct TLS in
+``authz.tls.protocol``; a trusted proxy's forwarded certificate later), and this module is
+the one place that reads it. Parsing is cached by the PEM strings: on a keep-alive
+connection the same string objects come back with every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from authz.certificates.rejection import CertificateRejected, RejectionReason
+from authz.certificates.thumbprint import x5t_s256
+
+__all__ = ["PresentedCertificate", "presented_certificate"]
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedCertificate:
+    leaf: x509.Certificate
+    leaf_der: bytes
+    intermediates_der: tuple[bytes, ...]
+    x5t_s256: str
+    sha256_hex: str
+
+    @property
+    def chain_key(self) -> tuple[bytes, ...]:
+        return (self.leaf_der, *self.intermediates_der)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the operator needs to identify the certificate; never the key material."""
+        return {
+            "cert_sha256": self.sha256_hex,
+            "cert_subject": _safe_name(self.leaf, "subject"),
+            "cert_issuer": _safe_name(self.leaf, "issuer"),
+            "cert_serial": format(self.leaf.serial_number, "x"),
+            "cert_chain_length": 1 + len(self.intermediates_der),
+        }
+
+
+def _safe_name(cert: x509.Certificate, which: str) -> str:
+    try:
+        return str(getattr(cert, which).rfc4514_string())
+    except ValueError as exc:
+        return f"<undecodable {which}: {exc}>"
+
+
+_CACHE_SIZE = 4096
+_cache: OrderedDict[tuple[str, ...], PresentedCertificate] = OrderedDict()
+
+
+def _parse(chain_pem: tuple[str, ...]) -> PresentedCertificate:
+    try:
+        ders = [ssl.PEM_cert_to_DER_cert(pem) for pem in chain_pem]
+        leaf = x509.load_der_x509_certificate(ders[0])
+        # Touch the fields that lazily decode, so a malformed certificate is refused here
+        # with a precise reason rather than failing later in a matcher.
+        leaf.subject  # noqa: B018
+        leaf.extensions  # noqa: B018
+    except ValueError as exc:
+        raise CertificateRejected(RejectionReason.UNPARSABLE, f"parse error: {exc}") from exc
+    sha256 = hashlib.sha256(ders[0]).hexdigest()
+    return PresentedCertificate(
+        leaf=leaf,
+        leaf_der=ders[0],
+        intermediates_der=tuple(ders[1:]),
+        x5t_s256=x5t_s256(ders[0]),
+        sha256_hex=sha256,
+    )
+
+
+def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | None:
+    """The client certificate of the request, or None when none was presented.
+
+    Raises ``CertificateRejected(UNPARSABLE)`` when a certificate arrived but is not X.509.
+    """
+    tls = (scope.get("extensions") or {}).get("tls")
+    if not tls:
+        return None
+    chain: Sequence[str] | None = tls.get("client_cert_chain")
+    if not chain:
+        return None
+    key = tuple(chain)
+    cached = _cache.get(key)
+    if cached is not None:
+        _cache.move_to_end(key)
+        return cached
+    parsed = _parse(key)
+    _cache[key] = parsed
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return parsed

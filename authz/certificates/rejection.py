@@ -1,0 +1,40 @@
+"""Why a presented certificate does not authenticate a client.
+
+Each reason has a fixed public wording (safe to send to the client as
+``error_description``); the free-form ``detail`` is for the operator's log only.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CertificateRejected", "RejectionReason"]
+
+
+class RejectionReason(enum.Enum):
+    NO_CERTIFICATE = "no client certificate was presented on the TLS connection"
+    UNPARSABLE = "the client certificate could not be parsed as X.509"
+    UNTRUSTED_CHAIN = "the client certificate chain does not lead to a trusted anchor"
+    EXPIRED = "the client certificate has expired"
+    NOT_YET_VALID = "the client certificate is not yet valid"
+    EKU_NOT_CLIENT_AUTH = "the client certificate's extended key usage does not allow client authentication"
+    INVALID_CERTIFICATE = "the client certificate or its chain is not acceptable for client authentication"
+    SUBJECT_DN_MISMATCH = "the certificate subject DN does not match the one registered for this client"
+    SAN_DNS_MISMATCH = "the certificate has no dNSName SAN matching the one registered for this client"
+    SAN_URI_MISMATCH = "the certificate has no URI SAN matching the one registered for this client"
+    SAN_IP_MISMATCH = "the certificate has no iPAddress SAN matching the one registered for this client"
+    SAN_EMAIL_MISMATCH = "the certificate has no rfc822Name SAN matching the one registered for this client"
+    NOT_REGISTERED = "the client certificate is not one registered for this client"
+
+    @property
+    def public_description(self) -> str:
+        return self.value
+
+
+class CertificateRejected(Exception):
+    """The certificate does not authenticate the client."""
+
+    def __init__(self, reason: RejectionReason, detail: str = "") -> None:
+        super().__init__(reason.public_description)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,151 @@
+"""The registered subject of a ``tls_client_auth`` client (RFC 8705 §2.1.2) and how a
+certificate is matched against it. A client registers exactly one of these."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from cryptography import x509
+
+from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName
+from authz.certificates.rejection import RejectionReason
+
+__all__ = ["SUBJECT_PARAMETERS", "InvalidSubject", "SubjectMatcher", "subject_matcher"]
+
+SubjectParameter = Literal[
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+]
+SUBJECT_PARAMETERS: tuple[SubjectParameter, ...] = (
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+)
+
+
+class InvalidSubject(ValueError):
+    """A registered subject value that cannot be used (unparsable DN, bad IP address...)."""
+
+
+class SubjectMatcher:
+    parameter: ClassVar[SubjectParameter]
+    mismatch: ClassVar[RejectionReason]
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        raise NotImplementedError
+
+
+def _san_values(cert: x509.Certificate, kind: type[x509.GeneralName]) -> list[object]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(kind))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SubjectDN(SubjectMatcher):
+    parameter: ClassVar[SubjectParameter] = "tls_client_auth_subject_dn"
+    mismatch: ClassVar[RejectionReason] = RejectionReason.SUBJECT_DN_MISMATCH
+    dn: DistinguishedName
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        return self.dn.matches(DistinguishedName.from_name(cert.subject))
+
+
+def _dns_form(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    try:
+        return name.encode("idna").decode("ascii") if not name.isascii() else name
+    except UnicodeError as exc:
+        raise InvalidSubject(f"{name!r} is not a valid DNS name: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SanDNS(SubjectMatcher):
+    parameter: ClassVar[SubjectParameter] = "tls_client_auth_san_dns"
+    mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_DNS_MISMATCH
+    name: str
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        # Exact (case-insensitive) match: a wildcard in the certificate is just a label.
+        return any(str(v).rstrip(".").lower() == self.name for v in _san_values(cert, x509.DNSName))
+
+
+@dataclass(frozen=True)
+class SanURI(SubjectMatcher):
+    parameter: ClassVar[SubjectParameter] = "tls_client_auth_san_uri"
+    mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_URI_MISMATCH
+    uri: str
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        return any(v == self.uri for v in _san_values(cert, x509.UniformResourceIdentifier))
+
+
+@dataclass(frozen=True)
+class SanIP(SubjectMatcher):
+    parameter: ClassVar[SubjectParameter] = "tls_client_auth_san_ip"
+    mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_IP_MISMATCH
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        # Binary compare: "2001:db8::1" and "2001:0DB8:0:0:0:0:0:1" are one address.
+        packed = self.address.packed
+        return any(getattr(v, "packed", None) == packed for v in _san_values(cert, x509.IPAddress))
+
+
+def _email_form(address: str) -> str:
+    # RFC 5280 §4.2.1.6: the local part is case-sensitive, the domain is not.
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidSubject(f"{address!r} is not an e-mail address (local@domain)")
+    return f"{local}@{domain.lower()}"
+
+
+@dataclass(frozen=True)
+class SanEmail(SubjectMatcher):
+    parameter: ClassVar[SubjectParameter] = "tls_client_auth_san_email"
+    mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_EMAIL_MISMATCH
+    address: str
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        for value in _san_values(cert, x509.RFC822Name):
+            try:
+                if _email_form(str(value)) == self.address:
+                    return True
+            except InvalidSubject:
+                continue
+        return False
+
+
+def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
+    """Build the matcher for one registered subject parameter; ``InvalidSubject`` if the
+    value cannot be used."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidSubject(f"{parameter} must be a non-empty string")
+    if parameter == "tls_client_auth_subject_dn":
+        try:
+            return SubjectDN(DistinguishedName.parse(value))
+        except InvalidDistinguishedName as exc:
+            raise InvalidSubject(f"tls_client_auth_subject_dn: {exc}") from exc
+    if parameter == "tls_client_auth_san_dns":
+        return SanDNS(_dns_form(value))
+    if parameter == "tls_client_auth_san_uri":
+        if ":" not in value:
+            raise InvalidSubject(f"tls_client_auth_san_uri: {value!r} is not an absolute URI")
+        return SanURI(value)
+    if parameter == "tls_client_auth_san_ip":
+        try:
+            return SanIP(ipaddress.ip_address(value.strip()))
+        except ValueError as exc:
+            raise InvalidSubject(f"tls_client_auth_san_ip: {exc}") from exc
+    if parameter == "tls_client_auth_san_email":
+        return SanEmail(_email_form(value))
+    raise InvalidSubject(f"unknown subject parameter {parameter!r}; use one of {', '.join(SUBJECT_PARAMETERS)}")

@@ -1,0 +1,5 @@
+"""The ``authz`` command line (click)."""
+
+from authz.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,150 @@
+"""``authz clients``: register and inspect clients in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+
+from authz.cli.options import data_dir_option, echo_json, with_store
+from authz.clients.directory import ClientDirectory
+from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
+from authz.storage.base import RecordStore
+
+__all__ = ["clients"]
+
+_SUBJECT_OPTIONS = {
+    "subject_dn": "tls_client_auth_subject_dn",
+    "san_dns": "tls_client_auth_san_dns",
+    "san_uri": "tls_client_auth_san_uri",
+    "san_ip": "tls_client_auth_san_ip",
+    "san_email": "tls_client_auth_san_email",
+}
+
+
+@click.group()
+def clients() -> None:
+    """Registered OAuth clients."""
+
+
+def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
+    certificates: list[x509.Certificate] = []
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            found = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [
+                x509.load_der_x509_certificate(data)
+            ]
+        except ValueError as exc:
+            raise click.BadParameter(f"{path} is not a PEM or DER certificate ({exc})", param_hint="--cert") from exc
+        if len(found) != 1:
+            raise click.BadParameter(f"{path} holds {len(found)} certificates; give one per --cert",
+                                     param_hint="--cert")
+        certificates.append(found[0])
+    return certificates
+
+
+@clients.command("add")
+@click.argument("client_id")
+@click.option("--auth-method", type=click.Choice(MTLS_AUTH_METHODS), required=True)
+@click.option("--subject-dn", help="RFC 4514 subject DN, e.g. 'CN=client,O=Example' (tls_client_auth).")
+@click.option("--san-dns", help="dNSName SAN the certificate must carry (tls_client_auth).")
+@click.option("--san-uri", help="URI SAN the certificate must carry (tls_client_auth).")
+@click.option("--san-ip", help="iPAddress SAN (IPv4 or IPv6, any form) (tls_client_auth).")
+@click.option("--san-email", help="rfc822Name SAN (tls_client_auth).")
+@click.option("--cert", "certs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Certificate of a self_signed_tls_client_auth client (repeat it for rotation).")
+@click.option("--scope", default="", help='Space-separated scopes the client may request, e.g. "read write".')
+@click.option("--unbound-tokens", is_flag=True,
+              help="Issue access tokens without cnf (tls_client_certificate_bound_access_tokens=false).")
+@click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
+@data_dir_option
+def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, unbound_tokens: bool,
+        replace: bool, data_dir: Path, **subjects: str | None) -> None:
+    """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
+    self_signed_tls_client_auth with one or more --cert)."""
+    given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
+    if auth_method == "tls_client_auth":
+        if len(given) != 1:
+            raise click.UsageError(
+                "tls_client_auth needs exactly one of --subject-dn, --san-dns, --san-uri, --san-ip, --san-email"
+                + (f" (got {len(given)})" if given else "")
+            )
+        if certs:
+            raise click.UsageError("--cert is for self_signed_tls_client_auth clients")
+    else:
+        if given:
+            raise click.UsageError("subject options are for tls_client_auth; self-signed clients use --cert")
+        if not certs:
+            raise click.UsageError("self_signed_tls_client_auth needs at least one --cert")
+    metadata: dict[str, Any] = {
+        "client_id": client_id,
+        "token_endpoint_auth_method": auth_method,
+        "grant_types": ["client_credentials"],
+        "scope": scope,
+        "tls_client_certificate_bound_access_tokens": not unbound_tokens,
+        **given,
+    }
+    if certs:
+        try:
+            metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in _read_certificates(certs)]}
+        except InvalidClientMetadata as exc:
+            raise click.BadParameter(str(exc), param_hint="--cert") from exc
+
+    async def register(store: RecordStore) -> None:
+        try:
+            await ClientDirectory(store).register(metadata, replace=replace)
+        except InvalidClientMetadata as exc:
+            raise click.ClickException(f"invalid client metadata: {exc}") from exc
+        except KeyError:
+            raise click.ClickException(f"client {client_id!r} exists; pass --replace to overwrite it") from None
+
+    with_store(data_dir, register)
+    click.echo(f"registered {client_id} ({auth_method})")
+
+
+@clients.command("list")
+@data_dir_option
+def list_(data_dir: Path) -> None:
+    """One line per client: id, method, subject or number of certificates, scopes."""
+
+    async def fetch(store: RecordStore) -> list[dict[str, Any]]:
+        return await ClientDirectory(store).all_metadata()
+
+    for metadata in with_store(data_dir, fetch):
+        method = metadata.get("token_endpoint_auth_method")
+        subject = next((f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_")), None)
+        if subject is None:
+            subject = f"{len(metadata.get('jwks', {}).get('keys', []))} certificate(s)"
+        click.echo(f"{metadata['client_id']}\t{method}\t{subject}\tscope={metadata.get('scope', '')!r}")
+
+
+@clients.command("show")
+@click.argument("client_id")
+@data_dir_option
+def show(client_id: str, data_dir: Path) -> None:
+    """The stored metadata of CLIENT_ID, as JSON."""
+
+    async def fetch(store: RecordStore) -> dict[str, Any] | None:
+        return await ClientDirectory(store).metadata(client_id)
+
+    metadata = with_store(data_dir, fetch)
+    if metadata is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    echo_json(metadata)
+
+
+@clients.command("remove")
+@click.argument("client_id")
+@data_dir_option
+def remove(client_id: str, data_dir: Path) -> None:
+    """Delete CLIENT_ID. Running servers stop accepting it within the store poll interval."""
+
+    async def delete(store: RecordStore) -> bool:
+        return await ClientDirectory(store).remove(client_id)
+
+    if not with_store(data_dir, delete):
+        raise click.ClickException(f"no client {client_id!r}")
+    click.echo(f"removed {client_id}")

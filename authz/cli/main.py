@@ -1,0 +1,25 @@
+"""``authz``: the command group. Sub-commands live in one module each."""
+
+from __future__ import annotations
+
+import click
+
+from authz.cli.clients import clients
+from authz.cli.keys import keys
+from authz.cli.pki import pki
+from authz.cli.serve import dev, serve
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="authz-mtls")
+def main() -> None:
+    """OAuth 2.0 authorization server for mutual-TLS client authentication (RFC 8705)."""
+
+
+main.add_command(pki)
+main.add_command(clients)
+main.add_command(keys)
+main.add_command(serve)
+main.add_command(dev)

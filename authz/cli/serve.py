@@ -1,0 +1,138 @@
+"""``authz serve`` (production entry point) and ``authz dev`` (quick start)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+from pydantic import ValidationError
+
+from authz.cli.options import with_store
+from authz.clients.directory import ClientDirectory
+from authz.clients.model import jwk_for_certificate
+from authz.context import ConfigurationError, load_certificates
+from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
+from authz.settings import Settings
+from authz.storage.base import RecordStore
+from authz.tls.context import ServerTLSError, build_server_context, uvicorn_ssl_context_factory
+
+__all__ = ["dev", "serve"]
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v not in (None, ())})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def run_server(settings: Settings, access_log: bool) -> None:
+    """Check everything that can be checked before binding, then run uvicorn."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise click.ClickException("--tls-cert and --tls-key are required (or AUTHZ_TLS_CERT and AUTHZ_TLS_KEY)")
+    try:
+        load_certificates(settings.trust_anchors, "trust_anchors")
+        load_certificates(settings.intermediates, "intermediates")
+        # Also runs the TLS self-test: refuse to start if client certificates cannot be
+        # collected as RFC 8705 needs (see authz.tls.accept_any).
+        build_server_context(str(settings.tls_cert), str(settings.tls_key))
+    except (ConfigurationError, ServerTLSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot load the server certificate or key: {exc}") from exc
+    if not settings.trust_anchors:
+        click.secho("warning: no --trust-anchor: tls_client_auth clients cannot authenticate", fg="yellow",
+                    err=True)
+    # Worker processes build their own app from the environment.
+    os.environ.update(settings.to_environment())
+    uvicorn.run(
+        "authz.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=str(settings.tls_cert),
+        ssl_keyfile=str(settings.tls_key),
+        ssl_context_factory=uvicorn_ssl_context_factory,
+        http="authz.tls.protocol:MutualTLSHttpToolsProtocol",
+        loop="uvloop",
+        access_log=access_log,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command()
+@click.option("--tls-cert", type=_PATH, help="Server certificate, PEM (env AUTHZ_TLS_CERT).")
+@click.option("--tls-key", type=_PATH, help="Server private key, PEM (env AUTHZ_TLS_KEY).")
+@click.option("--trust-anchor", "trust_anchors", multiple=True, type=_PATH,
+              help="CA certificate(s) for tls_client_auth, PEM, repeatable (env AUTHZ_TRUST_ANCHORS, comma-separated).")
+@click.option("--intermediate", "intermediates", multiple=True, type=_PATH,
+              help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
+@click.option("--host", help="Bind address (env AUTHZ_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (env AUTHZ_PORT, default 8443).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Store directory (env AUTHZ_DATA_DIR).")
+@click.option("--issuer", help="Issuer URL (env AUTHZ_ISSUER, default https://HOST:PORT).")
+@click.option("--audience", help="aud of access tokens (env AUTHZ_AUDIENCE, default the issuer).")
+@click.option("--mtls-alias-base", help="Base URL of an mTLS host for mtls_endpoint_aliases (env AUTHZ_MTLS_ALIAS_BASE).")
+@click.option("--workers", type=int, help="Worker processes (env AUTHZ_WORKERS, default 1).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(["json", "console"]))
+@click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+def serve(access_log: bool, **options: Any) -> None:
+    """Run the authorization server over TLS, requesting client certificates."""
+    run_server(_settings(options), access_log)
+
+
+@click.command()
+@click.option("--dir", "directory", default=".authz-dev", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the dev PKI and store live.")
+@click.option("--port", default=8443, show_default=True, type=int)
+def dev(directory: Path, port: int) -> None:
+    """Quick start: development PKI, two demo clients, the server on https://127.0.0.1:PORT."""
+    pki = DevelopmentPKI(directory / "pki")
+    if not pki.exists():
+        create_development_pki(pki.directory)
+        click.secho(f"created a development PKI in {pki.directory} (never use it in production)",
+                    fg="yellow", err=True)
+    data_dir = directory / "data"
+    from cryptography import x509
+
+    self_signed = x509.load_pem_x509_certificate(pki.self_signed_cert.read_bytes())
+
+    async def register(store: RecordStore) -> None:
+        directory_ = ClientDirectory(store)
+        await directory_.register({
+            "client_id": "demo-pki", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": PKI_CLIENT_DN, "scope": "accounts:read accounts:write",
+        }, replace=True)
+        await directory_.register({
+            "client_id": "demo-self-signed", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": [jwk_for_certificate(self_signed)]}, "scope": "accounts:read",
+        }, replace=True)
+
+    with_store(data_dir, register)
+    url = f"https://127.0.0.1:{port}/token"
+    d = pki.directory
+    click.echo(
+        "\nDemo clients registered. Get a certificate-bound token:\n\n"
+        f"  curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key \\\n"
+        f"       -d grant_type=client_credentials -d client_id=demo-pki {url}\n\n"
+        f"  curl --cacert {d}/ca.crt --cert {d}/selfsigned.crt --key {d}/selfsigned.key \\\n"
+        f"       -d grant_type=client_credentials -d client_id=demo-self-signed {url}\n\n"
+        f"Metadata: curl --cacert {d}/ca.crt https://127.0.0.1:{port}/.well-known/oauth-authorization-server\n"
+    )
+    settings = _settings({
+        "tls_cert": pki.server_cert, "tls_key": pki.server_key, "trust_anchors": [pki.ca_cert],
+        "data_dir": data_dir, "port": port, "log_format": "console",
+    })
+    run_server(settings, access_log=False)

@@ -1,0 +1,101 @@
+"""Registered clients with an in-process cache in front of the store.
+
+The token endpoint looks clients up on every request; a cache hit is a dict lookup.
+Entries are dropped when this process writes a client and, through ``ChangeWatcher``,
+when another process does. Unknown client_ids are cached too (bounded), so garbage ids
+cannot make every request reach the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from authz.clients.model import InvalidClientMetadata, RegisteredClient
+from authz.storage.base import RecordStore
+from authz.storage.watcher import ChangeWatcher
+
+__all__ = ["ClientDirectory", "UnusableRegistration"]
+
+log = structlog.get_logger("authz.clients")
+
+KIND = "client"
+
+
+class UnusableRegistration(Exception):
+    """A stored registration fails validation (edited by hand, or from an older version)."""
+
+    def __init__(self, client_id: str, reason: str) -> None:
+        super().__init__(f"registration of {client_id!r} is unusable: {reason}")
+        self.client_id = client_id
+        self.reason = reason
+
+
+class ClientDirectory:
+    def __init__(self, store: RecordStore, watcher: ChangeWatcher | None = None, cache_size: int = 10_000) -> None:
+        self._store = store
+        self._watcher = watcher
+        self._cache: OrderedDict[str, RegisteredClient | UnusableRegistration | None] = OrderedDict()
+        self._cache_size = cache_size
+        if watcher is not None:
+            watcher.on_change(self.invalidate)
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def get(self, client_id: str) -> RegisteredClient | None:
+        """The client, None if unknown; ``UnusableRegistration`` if stored but invalid."""
+        try:
+            entry = self._cache[client_id]
+        except KeyError:
+            entry = await self._load(client_id)
+            self._cache[client_id] = entry
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        if isinstance(entry, UnusableRegistration):
+            raise entry
+        return entry
+
+    async def _load(self, client_id: str) -> RegisteredClient | UnusableRegistration | None:
+        metadata = await self._store.find(KIND, client_id)
+        if metadata is None:
+            return None
+        try:
+            return RegisteredClient.from_metadata(metadata)
+        except InvalidClientMetadata as exc:
+            log.error("client_registration_unusable", client_id=client_id, reason=str(exc))
+            return UnusableRegistration(client_id, str(exc))
+
+    async def register(self, metadata: Mapping[str, Any], *, replace: bool = False) -> RegisteredClient:
+        """Validate and store. Raises ``InvalidClientMetadata``, or ``KeyError`` if the
+        client_id is taken and ``replace`` is false."""
+        client = RegisteredClient.from_metadata(metadata)
+        record = dict(client.metadata)
+        record.setdefault("client_id_issued_at", int(time.time()))
+        if replace:
+            await self._store.upsert(KIND, client.client_id, record)
+        elif not await self._store.insert(KIND, client.client_id, record):
+            raise KeyError(client.client_id)
+        self._changed()
+        return RegisteredClient.from_metadata(record)
+
+    async def remove(self, client_id: str) -> bool:
+        removed = await self._store.destroy(KIND, client_id)
+        self._changed()
+        return removed
+
+    async def all_metadata(self) -> list[dict[str, Any]]:
+        return await self._store.all(KIND)
+
+    async def metadata(self, client_id: str) -> dict[str, Any] | None:
+        return await self._store.find(KIND, client_id)
+
+    def _changed(self) -> None:
+        if self._watcher is not None:
+            self._watcher.notify()
+        else:
+            self.invalidate()

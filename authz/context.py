@@ -1,0 +1,96 @@
+"""Everything a running server shares between requests, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from authz.certificates.chain import ChainValidator
+from authz.clients.directory import ClientDirectory
+from authz.keys.signing import SigningKeys
+from authz.oauth.metadata import build_metadata
+from authz.oauth.server import MutualTLSAuthorizationServer
+from authz.settings import Settings
+from authz.storage.base import RecordStore
+from authz.storage.sqlite import SQLiteRecordStore
+from authz.storage.watcher import ChangeWatcher
+from authz.tokens.access_token import AccessTokenIssuer
+
+__all__ = ["ConfigurationError", "ServerContext", "load_certificates", "open_store"]
+
+
+class ConfigurationError(ValueError):
+    """A setting points at something unusable; the message names the setting and the file."""
+
+
+def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]:
+    certificates: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"{setting}: cannot read {path}: {exc.strerror}") from exc
+        try:
+            found = x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})") from exc
+        certificates.extend(found)
+    return certificates
+
+
+def open_store(settings: Settings) -> RecordStore:
+    return SQLiteRecordStore(settings.data_dir)
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    store: RecordStore
+    watcher: ChangeWatcher
+    clients: ClientDirectory
+    keys: SigningKeys
+    validator: ChainValidator
+    server: MutualTLSAuthorizationServer
+    metadata: dict[str, Any]
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.issuer_url
+
+    @classmethod
+    def build(cls, settings: Settings, store: RecordStore | None = None) -> ServerContext:
+        store = store or open_store(settings)
+        watcher = ChangeWatcher(store, settings.store_poll_interval)
+        keys = SigningKeys(store, watcher)
+        validator = ChainValidator(
+            load_certificates(settings.trust_anchors, "trust_anchors"),
+            load_certificates(settings.intermediates, "intermediates"),
+        )
+        issuer = AccessTokenIssuer(
+            keys=keys,
+            issuer=settings.issuer_url,
+            audience=settings.token_audience,
+            lifetime=settings.access_token_lifetime,
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            watcher=watcher,
+            clients=ClientDirectory(store, watcher),
+            keys=keys,
+            validator=validator,
+            server=MutualTLSAuthorizationServer(issuer, validator),
+            metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
+        )
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.keys.load()
+        await self.watcher.start()
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+        await self.store.close()

@@ -1,0 +1,1 @@
+"""The authorization server's token signing keys."""

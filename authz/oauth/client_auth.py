@@ -1,0 +1,117 @@
+"""RFC 8705 §2 client authentication, registered in authlib's client-auth registry.
+
+One authenticator per method (``tls_client_auth``, ``self_signed_tls_client_auth``); both
+make their decision through ``check_client_certificate``. A refusal raises
+``MutualTLSClientError`` with the fixed public wording of the failed check and writes one
+structured log line with everything the operator needs to find out why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+from authz.certificates.chain import ChainValidator
+from authz.certificates.check import check_client_certificate
+from authz.certificates.presented import PresentedCertificate, presented_certificate
+from authz.certificates.rejection import CertificateRejected
+from authz.clients.directory import UnusableRegistration
+from authz.clients.model import RegisteredClient
+from authz.oauth.errors import MutualTLSClientError
+from authz.oauth.request import TokenRequest
+
+__all__ = ["ClientAuthenticator", "OTHER_MECHANISM_PARAMETERS"]
+
+log = structlog.get_logger("authz.client_auth")
+
+# Parameters of other client authentication mechanisms (RFC 6749 §2.3.1, RFC 7523).
+OTHER_MECHANISM_PARAMETERS = ("client_secret", "client_assertion", "client_assertion_type")
+
+
+class ClientAuthenticator:
+    """Resolves and authenticates the client of a ``TokenRequest``; one per server."""
+
+    def __init__(self, validator: ChainValidator, realm: str, endpoint: str = "token") -> None:
+        self.validator = validator
+        self.realm = realm
+        self.endpoint = endpoint
+
+    def for_method(self, method: str) -> Callable[[Any, TokenRequest], RegisteredClient | None]:
+        """The function authlib's ``register_client_auth_method`` takes for ``method``."""
+
+        def authenticate(query_client: Any, request: TokenRequest) -> RegisteredClient | None:
+            client = self._resolve(request)
+            if client.auth_method != method:
+                return None  # authlib tries the client's own method next
+            self._check(client, request)
+            return client
+
+        return authenticate
+
+    def _refuse(self, request: TokenRequest, description: str, **fields: Any) -> MutualTLSClientError:
+        log.warning(
+            "client_authentication_failed",
+            endpoint=self.endpoint,
+            peer=request.peer,
+            error="invalid_client",
+            error_description=description,
+            **fields,
+        )
+        return MutualTLSClientError(description, self.realm)
+
+    def _resolve(self, request: TokenRequest) -> RegisteredClient:
+        other = [p for p in OTHER_MECHANISM_PARAMETERS if p in request.form]
+        if "authorization" in request.headers:
+            other.insert(0, "Authorization header")
+        if other:
+            description = (
+                "the request uses more than one client authentication mechanism "
+                f"(TLS client certificate and {', '.join(other)}); send only the certificate"
+            )
+            log.warning("client_authentication_failed", endpoint=self.endpoint, peer=request.peer,
+                        error="invalid_request", error_description=description,
+                        client_id=request.form.get("client_id"))
+            raise InvalidRequestError(description)
+        client_id = request.form.get("client_id")
+        if not client_id:
+            raise self._refuse(
+                request, "client_id is required with mutual-TLS client authentication (RFC 8705 section 2)",
+                **self._cert_fields(request),
+            )
+        resolved = request.resolved_client
+        if isinstance(resolved, UnusableRegistration):
+            raise self._refuse(
+                request, "the registration of this client is not usable; contact the server operator",
+                client_id=client_id, detail=resolved.reason, **self._cert_fields(request),
+            )
+        if resolved is None:
+            raise self._refuse(request, "unknown client_id", client_id=client_id, **self._cert_fields(request))
+        return resolved
+
+    def _check(self, client: RegisteredClient, request: TokenRequest) -> None:
+        presented: PresentedCertificate | None = None
+        try:
+            presented = presented_certificate(request.asgi_scope)
+            check_client_certificate(client, presented, self.validator)
+        except CertificateRejected as rejected:
+            raise self._refuse(
+                request,
+                rejected.reason.public_description,
+                client_id=client.client_id,
+                method=client.auth_method,
+                reason=rejected.reason.name.lower(),
+                detail=rejected.detail,
+                **(presented.log_fields() if presented else self._cert_fields(request)),
+            ) from None
+        request.presented_certificate = presented
+
+    @staticmethod
+    def _cert_fields(request: TokenRequest) -> dict[str, Any]:
+        try:
+            presented = presented_certificate(request.asgi_scope)
+        except CertificateRejected as rejected:
+            return {"cert": "unparsable", "detail": rejected.detail}
+        return presented.log_fields() if presented else {"cert": None}

@@ -1,0 +1,41 @@
+"""Authorization server metadata (RFC 8414) with the RFC 8705 additions (§3.3, §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+from authz.clients.model import MTLS_AUTH_METHODS
+
+__all__ = ["MTLS_ENDPOINTS", "build_metadata"]
+
+# Endpoints a client reaches with its certificate: listed in mtls_endpoint_aliases.
+MTLS_ENDPOINTS = {"token_endpoint": "/token"}
+
+
+class _Metadata(AuthorizationServerMetadata):  # type: ignore[misc]
+    def validate_response_types_supported(self) -> None:
+        # This server has no authorization endpoint, so it supports no response_type: the
+        # truthful value is an empty array (authlib insists on a non-empty one).
+        if not isinstance(self.get("response_types_supported"), list):
+            raise ValueError('"response_types_supported" MUST be JSON array')
+
+
+def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str, Any]:
+    """The metadata document; validated with authlib's RFC 8414 rules."""
+    metadata: dict[str, Any] = {
+        "issuer": issuer,
+        "token_endpoint": issuer + MTLS_ENDPOINTS["token_endpoint"],
+        "jwks_uri": issuer + "/jwks",
+        "response_types_supported": [],
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
+        "tls_client_certificate_bound_access_tokens": True,
+    }
+    if mtls_alias_base:
+        metadata["mtls_endpoint_aliases"] = {
+            name: mtls_alias_base + path for name, path in MTLS_ENDPOINTS.items()
+        }
+    _Metadata(metadata).validate()
+    return metadata

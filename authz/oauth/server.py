@@ -1,0 +1,69 @@
+"""authlib's ``AuthorizationServer`` integrated with Starlette."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from authlib.oauth2.rfc6749 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from starlette.responses import Response
+
+from authz.certificates.chain import ChainValidator
+from authz.clients.model import MTLS_AUTH_METHODS
+from authz.oauth.client_auth import ClientAuthenticator
+from authz.oauth.grants import MutualTLSClientCredentialsGrant
+from authz.oauth.request import TokenRequest
+from authz.tokens.access_token import AccessTokenIssuer
+
+__all__ = ["MutualTLSAuthorizationServer", "oauth_error_response"]
+
+log = structlog.get_logger("authz.token")
+
+
+def _json_response(status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
+    content = json.dumps(body, separators=(",", ":")).encode() if not isinstance(body, str) else body.encode()
+    return Response(content, status_code=status, headers=dict(headers), media_type="application/json")
+
+
+def oauth_error_response(error: OAuth2Error) -> Response:
+    return _json_response(*error())
+
+
+class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    def __init__(self, token_issuer: AccessTokenIssuer, validator: ChainValidator) -> None:
+        super().__init__()
+        self.token_issuer = token_issuer
+        self.register_grant(MutualTLSClientCredentialsGrant)
+        self.client_authenticator = ClientAuthenticator(validator, realm=token_issuer.issuer)
+        for method in MTLS_AUTH_METHODS:
+            self.register_client_auth_method(method, self.client_authenticator.for_method(method))
+
+    # --- authlib framework hooks ------------------------------------------------------
+    def query_client(self, client_id: str) -> Any:
+        # Clients are resolved asynchronously before authlib runs (see TokenRequest).
+        raise RuntimeError("query_client is not used: clients are resolved before authlib runs")
+
+    def save_token(self, token: dict[str, Any], request: TokenRequest) -> None:
+        # JWT access tokens are self-contained; nothing to store.
+        return None
+
+    def create_oauth2_request(self, request: TokenRequest) -> TokenRequest:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
+        return _json_response(status, body, headers)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_issued(self, request: TokenRequest, token: dict[str, Any], thumbprint: str | None) -> None:
+        log.info(
+            "token_issued",
+            client_id=request.client.client_id,
+            method=request.client.auth_method,
+            scope=token.get("scope"),
+            cnf_x5t_s256=thumbprint,
+            peer=request.peer,
+        )

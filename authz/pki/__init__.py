@@ -1,0 +1,1 @@
+"""A development PKI. Never for production: its keys sit unencrypted on disk."""

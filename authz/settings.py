@@ -1,0 +1,89 @@
+"""Server settings: command-line options and ``AUTHZ_*`` environment variables, one model.
+
+pydantic-settings validates every value at start-up and names the offending setting, so a
+typo fails before the server accepts a connection. Worker processes (``--workers N``) read
+the same environment, which ``authz serve`` fills from its options.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _path_list(value: object) -> object:
+    # "a.pem,b.pem" or "a.pem:b.pem" from the environment; a list from Python.
+    if isinstance(value, str):
+        parts = value.replace(os.pathsep, ",").split(",")
+        return [p.strip() for p in parts if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTHZ_", extra="forbid")
+
+    data_dir: Path = Field(Path("authz-data"), description="where the embedded store keeps its file")
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    issuer: str | None = Field(None, description="issuer URL; default https://HOST:PORT")
+    tls_cert: Path | None = Field(None, description="server certificate (PEM, may include the chain)")
+    tls_key: Path | None = Field(None, description="server private key (PEM)")
+    trust_anchors: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="PEM files of CAs that issue tls_client_auth certificates"
+    )
+    intermediates: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="PEM files of intermediate CAs clients may omit"
+    )
+    audience: str | None = Field(None, description="aud of access tokens; default: the issuer")
+    access_token_lifetime: int = Field(600, ge=10, le=86_400, description="seconds")
+    mtls_alias_base: str | None = Field(
+        None, description="base URL of an mTLS-only host; publishes mtls_endpoint_aliases (RFC 8705 §5)"
+    )
+    workers: int = Field(1, ge=1, le=64)
+    store_poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between cross-process cache checks")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    _split_anchors = field_validator("trust_anchors", "intermediates", mode="before")(_path_list)
+
+    @field_validator("issuer", "mtls_alias_base")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("https://") or "?" in value or "#" in value:
+            raise ValueError("must be an https URL without query or fragment (RFC 8414 §2)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @property
+    def issuer_url(self) -> str:
+        if self.issuer:
+            return self.issuer
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def token_audience(self) -> str:
+        return self.audience or self.issuer_url
+
+    def to_environment(self) -> dict[str, str]:
+        """The ``AUTHZ_*`` variables that reproduce these settings in a worker process."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, list):
+                env[f"AUTHZ_{name.upper()}"] = ",".join(str(v) for v in value)
+            else:
+                env[f"AUTHZ_{name.upper()}"] = str(value)
+        return env

@@ -1,0 +1,45 @@
+"""The storage contract every backend implements.
+
+Records are JSON objects addressed by ``(kind, id)``, optionally expiring. Five verbs cover
+the server's needs and map one to one onto Redis keys with a TTL: ``find``, ``upsert``,
+``insert`` (only if absent, atomically: the first writer wins), ``destroy`` and ``all``.
+``change_marker`` lets in-process caches notice writes made by other processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, Protocol
+
+__all__ = ["Record", "RecordStore", "StorageError"]
+
+Record = dict[str, Any]
+
+
+class StorageError(RuntimeError):
+    """The backend failed (unreachable, corrupt); the message says which and where."""
+
+
+class RecordStore(Protocol):
+    async def open(self) -> None:
+        """Connect and create what is missing. Called once before any other verb."""
+
+    async def close(self) -> None: ...
+
+    async def find(self, kind: str, record_id: str) -> Record | None:
+        """The record, or None if absent or expired."""
+
+    async def upsert(self, kind: str, record_id: str, value: Record, *, expires_at: float | None = None) -> None:
+        """Create or replace. ``expires_at`` is a POSIX time after which the record is gone."""
+
+    async def insert(self, kind: str, record_id: str, value: Record, *, expires_at: float | None = None) -> bool:
+        """Create only if absent (atomically); True if this call created it."""
+
+    async def destroy(self, kind: str, record_id: str) -> bool:
+        """Delete; True if something was deleted."""
+
+    async def all(self, kind: str) -> list[Record]:
+        """Every live record of ``kind``, in id order."""
+
+    async def change_marker(self) -> Hashable:
+        """A value that differs whenever any process wrote since the last call returned."""

@@ -1,0 +1,48 @@
+"""The server's TLS context: request a client certificate, accept any, hand it to the app."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from authz.tls import accept_any
+from authz.tls.self_test import TLSSelfTestError, run_self_test
+
+__all__ = ["ServerTLSError", "build_server_context", "configure_for_mtls", "uvicorn_ssl_context_factory"]
+
+
+class ServerTLSError(RuntimeError):
+    """The server cannot serve mutual TLS as RFC 8705 needs it; the message says why."""
+
+
+def configure_for_mtls(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Turn a server context (certificate already loaded) into one that collects client
+    certificates, then prove it with a handshake."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No session resumption: a resumed session only remembers the leaf, so a client's
+    # intermediates would be lost for tls_client_auth validation.
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    # No trust store on purpose: OpenSSL must not advertise CA names (Go and Java clients
+    # then withhold self-signed certificates) and its verdict is never used.
+    try:
+        accept_any.install(context)
+        run_self_test(context)
+    except (accept_any.AcceptAnyCertificateError, TLSSelfTestError) as exc:
+        raise ServerTLSError(
+            f"refusing to start: cannot accept arbitrary client certificates at the TLS layer: {exc}. "
+            "Run behind a TLS-terminating proxy instead, or use a supported CPython (3.11-3.13)."
+        ) from exc
+    return context
+
+
+def build_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return configure_for_mtls(context)
+
+
+def uvicorn_ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """``uvicorn.Config(ssl_context_factory=...)``: importable, so it works with --workers."""
+    return configure_for_mtls(default_factory())

@@ -1,0 +1,47 @@
+"""Issue RFC 9068 JWT access tokens, bound to the client certificate (RFC 8705 §3.1)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+
+from authz.keys.signing import SigningKeys
+
+__all__ = ["AccessTokenIssuer"]
+
+
+@dataclass(frozen=True)
+class AccessTokenIssuer:
+    keys: SigningKeys
+    issuer: str
+    audience: str
+    lifetime: int
+
+    def issue(self, *, client_id: str, scope: str, certificate_thumbprint: str | None) -> dict[str, Any]:
+        """The token response body (RFC 6749 §5.1) for a client_credentials grant."""
+        active = self.keys.active
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            # RFC 9068 §2.2: with no resource owner, sub is the client's identifier.
+            "sub": client_id,
+            "client_id": client_id,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if scope:
+            claims["scope"] = scope
+        if certificate_thumbprint is not None:
+            claims["cnf"] = {"x5t#S256": certificate_thumbprint}
+        header = {"alg": active.algorithm, "typ": "at+jwt", "kid": active.kid}
+        token = jwt.encode(header, claims, active.key, algorithms=[active.algorithm])
+        response: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
+        if scope:
+            response["scope"] = scope
+        return response
