@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
@@ -17,7 +17,7 @@ def _is_scope_token(token: str) -> bool:
 
 
 class MutualTLSClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = list(MTLS_AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(MTLS_AUTH_METHODS)
 
     def validate_requested_scope(self) -> None:
         """Grant the requested scopes if the client registered them all; no scope asked

@@ -15,10 +15,9 @@ the server refuses to start when either fails.
 
 from __future__ import annotations
 
+import _ssl
 import ctypes
 import ssl
-
-import _ssl
 
 __all__ = ["AcceptAnyCertificateError", "install"]
 

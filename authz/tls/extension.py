@@ -44,7 +44,7 @@ def peer_certificate_chain(ssl_object: ssl.SSLObject) -> list[bytes]:
 def _ssl_der_encoding() -> int:
     import _ssl
 
-    return int(_ssl.ENCODING_DER)  # type: ignore[attr-defined]
+    return int(_ssl.ENCODING_DER)
 
 
 def _cipher_ids(context: ssl.SSLContext) -> dict[str, int]:

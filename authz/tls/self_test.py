@@ -8,6 +8,7 @@ OpenSSL's own verification would break self-signed clients and hide why.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ssl
 import tempfile
@@ -30,7 +31,7 @@ class TLSSelfTestError(RuntimeError):
 def _throwaway_self_signed() -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "authz start-up self-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -66,10 +67,8 @@ def _pump(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO, c_o
             # TLS 1.3: the client's certificate is verified by the server after the client
             # already considers the handshake done; one more read flushes the server's
             # verdict (an alert, if it refused).
-            try:
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 client.read(1)
-            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
-                pass
             return
     raise TLSSelfTestError("the in-memory TLS handshake did not complete")
 
