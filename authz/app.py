@@ -15,6 +15,7 @@ from starlette.routing import Route
 from authz.context import ServerContext
 from authz.endpoints.discovery import jwks_endpoint, metadata_endpoint
 from authz.endpoints.token import token_endpoint
+from authz.endpoints.token_management import introspection_endpoint, revocation_endpoint
 from authz.logs import configure_logging
 from authz.settings import Settings
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     app = Starlette(
         routes=[
             Route("/token", token_endpoint, methods=["POST"]),
+            Route("/introspect", introspection_endpoint, methods=["POST"]),
+            Route("/revoke", revocation_endpoint, methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
             Route("/jwks", jwks_endpoint, methods=["GET"]),
         ],

@@ -18,6 +18,8 @@ from authz.storage.base import RecordStore
 from authz.storage.sqlite import SQLiteRecordStore
 from authz.storage.watcher import ChangeWatcher
 from authz.tokens.access_token import AccessTokenIssuer
+from authz.tokens.revocation import RevocationList
+from authz.tokens.verification import AccessTokenVerifier
 
 __all__ = ["ConfigurationError", "ServerContext", "load_certificates", "open_store"]
 
@@ -55,6 +57,8 @@ class ServerContext:
     validator: ChainValidator
     server: MutualTLSAuthorizationServer
     metadata: dict[str, Any]
+    token_verifier: AccessTokenVerifier
+    revocations: RevocationList
 
     @property
     def issuer(self) -> str:
@@ -84,6 +88,8 @@ class ServerContext:
             validator=validator,
             server=MutualTLSAuthorizationServer(issuer, validator),
             metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
+            token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
+            revocations=RevocationList(store),
         )
 
     async def start(self) -> None:

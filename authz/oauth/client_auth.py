@@ -21,7 +21,7 @@ from authz.certificates.rejection import CertificateRejected
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.oauth.errors import MutualTLSClientError
-from authz.oauth.request import TokenRequest
+from authz.oauth.request import ClientRequest
 
 __all__ = ["ClientAuthenticator", "OTHER_MECHANISM_PARAMETERS"]
 
@@ -32,17 +32,16 @@ OTHER_MECHANISM_PARAMETERS = ("client_secret", "client_assertion", "client_asser
 
 
 class ClientAuthenticator:
-    """Resolves and authenticates the client of a ``TokenRequest``; one per server."""
+    """Resolves and authenticates the client of a ``ClientRequest``; one per server."""
 
-    def __init__(self, validator: ChainValidator, realm: str, endpoint: str = "token") -> None:
+    def __init__(self, validator: ChainValidator, realm: str) -> None:
         self.validator = validator
         self.realm = realm
-        self.endpoint = endpoint
 
-    def for_method(self, method: str) -> Callable[[Any, TokenRequest], RegisteredClient | None]:
+    def for_method(self, method: str) -> Callable[[Any, ClientRequest], RegisteredClient | None]:
         """The function authlib's ``register_client_auth_method`` takes for ``method``."""
 
-        def authenticate(query_client: Any, request: TokenRequest) -> RegisteredClient | None:
+        def authenticate(query_client: Any, request: ClientRequest) -> RegisteredClient | None:
             client = self._resolve(request)
             if client.auth_method != method:
                 return None  # authlib tries the client's own method next
@@ -51,10 +50,10 @@ class ClientAuthenticator:
 
         return authenticate
 
-    def _refuse(self, request: TokenRequest, description: str, **fields: Any) -> MutualTLSClientError:
+    def _refuse(self, request: ClientRequest, description: str, **fields: Any) -> MutualTLSClientError:
         log.warning(
             "client_authentication_failed",
-            endpoint=self.endpoint,
+            endpoint=request.endpoint,
             peer=request.peer,
             error="invalid_client",
             error_description=description,
@@ -62,7 +61,7 @@ class ClientAuthenticator:
         )
         return MutualTLSClientError(description, self.realm)
 
-    def _resolve(self, request: TokenRequest) -> RegisteredClient:
+    def _resolve(self, request: ClientRequest) -> RegisteredClient:
         other = [p for p in OTHER_MECHANISM_PARAMETERS if p in request.form]
         if "authorization" in request.headers:
             other.insert(0, "Authorization header")
@@ -71,7 +70,7 @@ class ClientAuthenticator:
                 "the request uses more than one client authentication mechanism "
                 f"(TLS client certificate and {', '.join(other)}); send only the certificate"
             )
-            log.warning("client_authentication_failed", endpoint=self.endpoint, peer=request.peer,
+            log.warning("client_authentication_failed", endpoint=request.endpoint, peer=request.peer,
                         error="invalid_request", error_description=description,
                         client_id=request.form.get("client_id"))
             raise InvalidRequestError(description)
@@ -91,7 +90,7 @@ class ClientAuthenticator:
             raise self._refuse(request, "unknown client_id", client_id=client_id, **self._cert_fields(request))
         return resolved
 
-    def _check(self, client: RegisteredClient, request: TokenRequest) -> None:
+    def _check(self, client: RegisteredClient, request: ClientRequest) -> None:
         presented: PresentedCertificate | None = None
         try:
             presented = presented_certificate(request.asgi_scope)
@@ -109,7 +108,7 @@ class ClientAuthenticator:
         request.presented_certificate = presented
 
     @staticmethod
-    def _cert_fields(request: TokenRequest) -> dict[str, Any]:
+    def _cert_fields(request: ClientRequest) -> dict[str, Any]:
         try:
             presented = presented_certificate(request.asgi_scope)
         except CertificateRejected as rejected:

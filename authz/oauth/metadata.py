@@ -11,7 +11,11 @@ from authz.clients.model import MTLS_AUTH_METHODS
 __all__ = ["MTLS_ENDPOINTS", "build_metadata"]
 
 # Endpoints a client reaches with its certificate: listed in mtls_endpoint_aliases.
-MTLS_ENDPOINTS = {"token_endpoint": "/token"}
+MTLS_ENDPOINTS = {
+    "token_endpoint": "/token",
+    "introspection_endpoint": "/introspect",
+    "revocation_endpoint": "/revoke",
+}
 
 
 class _Metadata(AuthorizationServerMetadata):  # type: ignore[misc]
@@ -26,11 +30,13 @@ def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str,
     """The metadata document; validated with authlib's RFC 8414 rules."""
     metadata: dict[str, Any] = {
         "issuer": issuer,
-        "token_endpoint": issuer + MTLS_ENDPOINTS["token_endpoint"],
+        **{name: issuer + path for name, path in MTLS_ENDPOINTS.items()},
         "jwks_uri": issuer + "/jwks",
         "response_types_supported": [],
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
         "tls_client_certificate_bound_access_tokens": True,
     }
     if mtls_alias_base:

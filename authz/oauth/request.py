@@ -1,4 +1,5 @@
-"""Token endpoint input: the form body, read safely, and authlib's request object around it."""
+"""Input of the endpoints a client calls with its certificate (token, introspection,
+revocation): the form body, read safely, and authlib's request object around it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 
-__all__ = ["MAX_FORM_BYTES", "MalformedForm", "TokenRequest", "read_form"]
+__all__ = ["MAX_FORM_BYTES", "MalformedForm", "ClientRequest", "read_form"]
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -51,12 +52,16 @@ def _printable(name: str) -> str:
     return safe[:40] or "(unprintable)"
 
 
-class TokenRequest(OAuth2Request):  # type: ignore[misc]
-    """authlib's ``OAuth2Request`` with the async results it needs already resolved."""
+class ClientRequest(OAuth2Request):  # type: ignore[misc]
+    """authlib's ``OAuth2Request`` with the async results it needs already resolved.
+
+    ``endpoint`` names the endpoint for log lines ("token", "introspection", "revocation").
+    """
 
     def __init__(
         self,
         *,
+        endpoint: str,
         uri: str,
         headers: Mapping[str, str],
         form: dict[str, str],
@@ -66,8 +71,11 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         super().__init__("POST", uri, headers=headers)
         self.payload = BasicOAuth2Payload(form)
         self._form = form
+        self.endpoint = endpoint
         self.asgi_scope = scope
         self.resolved_client = client
+        self.resolved_token: Any = None
+        self.pending_revocation: Any = None
 
     @property
     def form(self) -> dict[str, str]:

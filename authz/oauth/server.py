@@ -14,7 +14,8 @@ from authz.certificates.chain import ChainValidator
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.oauth.client_auth import ClientAuthenticator
 from authz.oauth.grants import MutualTLSClientCredentialsGrant
-from authz.oauth.request import TokenRequest
+from authz.oauth.request import ClientRequest
+from authz.oauth.token_endpoints import MutualTLSIntrospectionEndpoint, MutualTLSRevocationEndpoint
 from authz.tokens.access_token import AccessTokenIssuer
 
 __all__ = ["MutualTLSAuthorizationServer", "oauth_error_response"]
@@ -36,20 +37,22 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__()
         self.token_issuer = token_issuer
         self.register_grant(MutualTLSClientCredentialsGrant)
+        self.register_endpoint(MutualTLSIntrospectionEndpoint)
+        self.register_endpoint(MutualTLSRevocationEndpoint)
         self.client_authenticator = ClientAuthenticator(validator, realm=token_issuer.issuer)
         for method in MTLS_AUTH_METHODS:
             self.register_client_auth_method(method, self.client_authenticator.for_method(method))
 
     # --- authlib framework hooks ------------------------------------------------------
     def query_client(self, client_id: str) -> Any:
-        # Clients are resolved asynchronously before authlib runs (see TokenRequest).
+        # Clients are resolved asynchronously before authlib runs (see ClientRequest).
         raise RuntimeError("query_client is not used: clients are resolved before authlib runs")
 
-    def save_token(self, token: dict[str, Any], request: TokenRequest) -> None:
+    def save_token(self, token: dict[str, Any], request: ClientRequest) -> None:
         # JWT access tokens are self-contained; nothing to store.
         return None
 
-    def create_oauth2_request(self, request: TokenRequest) -> TokenRequest:
+    def create_oauth2_request(self, request: ClientRequest) -> ClientRequest:
         return request
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
@@ -58,7 +61,7 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def log_issued(self, request: TokenRequest, token: dict[str, Any], thumbprint: str | None) -> None:
+    def log_issued(self, request: ClientRequest, token: dict[str, Any], thumbprint: str | None) -> None:
         log.info(
             "token_issued",
             client_id=request.client.client_id,
