@@ -99,4 +99,5 @@ class ServerContext:
 
     async def stop(self) -> None:
         await self.watcher.stop()
+        await self.keys.close()
         await self.store.close()

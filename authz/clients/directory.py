@@ -38,7 +38,6 @@ class UnusableRegistration(Exception):
 class ClientDirectory:
     def __init__(self, store: RecordStore, watcher: ChangeWatcher | None = None, cache_size: int = 10_000) -> None:
         self._store = store
-        self._watcher = watcher
         self._cache: OrderedDict[str, RegisteredClient | UnusableRegistration | None] = OrderedDict()
         self._cache_size = cache_size
         if watcher is not None:
@@ -95,7 +94,6 @@ class ClientDirectory:
         return await self._store.find(KIND, client_id)
 
     def _changed(self) -> None:
-        if self._watcher is not None:
-            self._watcher.notify()
-        else:
-            self.invalidate()
+        # Our own write: only our cache is stale. Other processes learn of it through
+        # their ChangeWatcher (SQLite's data_version moves for every other connection).
+        self.invalidate()

@@ -14,9 +14,10 @@ __all__ = ["token_endpoint"]
 
 
 class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
-    def get_error_description(self) -> str:
-        # authlib echoes the grant_type; it is client input, so name what is supported instead.
-        return "only grant_type=client_credentials is supported"
+    def __init__(self, grant_type: str) -> None:
+        super().__init__(grant_type)
+        # authlib would echo the grant_type, which is client input: name what is supported.
+        self.description = "only grant_type=client_credentials is supported"
 
 
 async def token_endpoint(request: Request) -> Response:

@@ -10,6 +10,7 @@ store reports a change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,6 @@ def _import(record: dict[str, Any]) -> ActiveKey:
 class SigningKeys:
     def __init__(self, store: RecordStore, watcher: ChangeWatcher | None = None) -> None:
         self._store = store
-        self._watcher = watcher
         self._active: ActiveKey | None = None
         self._jwks: dict[str, Any] = {"keys": []}
         self._reload_task: asyncio.Task[None] | None = None
@@ -105,8 +105,6 @@ class SigningKeys:
             await self._store.upsert(KIND, str(current["kid"]), current)
         await self._store.upsert(KIND, ACTIVE_ID, _new_record())
         await self.load()
-        if self._watcher is not None:
-            self._watcher.notify()
         return self.active
 
     async def retire(self, kid: str) -> bool:
@@ -116,6 +114,14 @@ class SigningKeys:
         removed = await self._store.destroy(KIND, kid)
         await self.load()
         return removed
+
+    async def close(self) -> None:
+        """Wait for a reload in flight, so it never outlives the store."""
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload_task
+            self._reload_task = None
 
     def _schedule_reload(self) -> None:
         if self._reload_task is None or self._reload_task.done():

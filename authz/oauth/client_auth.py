@@ -112,5 +112,5 @@ class ClientAuthenticator:
         try:
             presented = presented_certificate(request.asgi_scope)
         except CertificateRejected as rejected:
-            return {"cert": "unparsable", "detail": rejected.detail}
+            return {"cert": "unparsable", "cert_parse_error": rejected.detail}
         return presented.log_fields() if presented else {"cert": None}

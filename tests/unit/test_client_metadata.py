@@ -1,0 +1,61 @@
+import base64
+
+import pytest
+
+from authz.clients.model import InvalidClientMetadata, RegisteredClient, jwk_for_certificate
+from tests.support.pki import self_signed
+
+
+def pki_client(**extra: object) -> dict[str, object]:
+    return {"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c1,O=Example", **extra}
+
+
+def test_defaults_for_an_mtls_client() -> None:
+    client = RegisteredClient.from_metadata(pki_client(scope="read write read"))
+    assert client.certificate_bound_access_tokens is True
+    assert client.scopes == ("read", "write")
+    assert client.grant_types == ("client_credentials",)
+    assert client.check_endpoint_auth_method("tls_client_auth", "token")
+    assert not client.check_endpoint_auth_method("self_signed_tls_client_auth", "token")
+
+
+@pytest.mark.parametrize(("metadata", "fragment"), [
+    (pki_client(tls_client_auth_san_dns="c1.example"), "exactly one"),
+    ({"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth"}, "exactly one"),
+    (pki_client(tls_client_auth_subject_dn="CN"), "tls_client_auth_subject_dn"),
+    (pki_client(token_endpoint_auth_method="client_secret_basic"), "token_endpoint_auth_method"),
+    (pki_client(client_id=""), "client_id"),
+    (pki_client(scope='bad"scope'), "scope"),
+    (pki_client(grant_types=["authorization_code"]), "grant_types"),
+    (pki_client(tls_client_certificate_bound_access_tokens="yes"), "boolean"),
+    ({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth"}, "jwks"),
+    ({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+      "tls_client_auth_san_dns": "x.example", "jwks": {"keys": []}}, "only apply to tls_client_auth"),
+])
+def test_invalid_metadata_is_refused_naming_the_field(metadata: dict[str, object], fragment: str) -> None:
+    with pytest.raises(InvalidClientMetadata, match=fragment):
+        RegisteredClient.from_metadata(metadata)
+
+
+def test_self_signed_client_registers_several_certificates() -> None:
+    first, second = self_signed("CN=a"), self_signed("CN=b")
+    client = RegisteredClient.from_metadata({
+        "client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+        "jwks": {"keys": [jwk_for_certificate(first.cert), jwk_for_certificate(second.cert)]},
+    })
+    assert client.registered_certificates == {first.der, second.der}
+
+
+def test_jwk_key_must_be_the_x5c_certificate_key() -> None:
+    jwk = jwk_for_certificate(self_signed("CN=a").cert)
+    jwk["x5c"] = [base64.b64encode(self_signed("CN=b").der).decode()]
+    with pytest.raises(InvalidClientMetadata, match="not the key of its x5c"):
+        RegisteredClient.from_metadata({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                                        "jwks": {"keys": [jwk]}})
+
+
+def test_x5c_must_be_a_certificate() -> None:
+    with pytest.raises(InvalidClientMetadata, match="x5c"):
+        RegisteredClient.from_metadata({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                                        "jwks": {"keys": [{"x5c": ["bm90IGEgY2VydA=="]}]}})

@@ -1,0 +1,143 @@
+"""The endpoints in-process, with the client certificate injected as the ASGI TLS extension
+(the wire tests cover the same paths through real handshakes)."""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from authz.app import create_app
+from authz.certificates.rejection import RejectionReason
+from authz.context import ServerContext
+from authz.settings import Settings
+from tests.support.pki import Issued, TestCA
+
+ISSUER = "https://as.example"
+
+
+class InjectCertificate:
+    """ASGI wrapper playing the TLS layer: puts ``chain`` into every request's scope."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.chain: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["extensions"] = {"tls": {"client_cert_chain": self.chain}}
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InjectCertificate, Issued, ServerContext]]:
+    ca = TestCA()
+    anchor = ca.write(tmp_path / "ca.pem")
+    settings = Settings(data_dir=tmp_path / "data", issuer=ISSUER, trust_anchors=[anchor], log_level="error")
+    context = ServerContext.build(settings)
+    app = create_app(settings, context)
+    await context.start()
+    await context.clients.register({"client_id": "pki", "token_endpoint_auth_method": "tls_client_auth",
+                                    "tls_client_auth_subject_dn": "CN=pki,O=t", "scope": "read write"})
+    wrapper = InjectCertificate(app)
+    transport = httpx.ASGITransport(app=wrapper)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        yield client, wrapper, ca.issue("CN=pki,O=t"), context
+    await context.stop()
+
+
+def pem(issued: Issued) -> list[str]:
+    return [issued.cert.public_bytes(serialization.Encoding.PEM).decode()]
+
+
+async def test_token_is_bound_and_verifiable(setup: Any) -> None:
+    client, wrapper, cert, context = setup
+    wrapper.chain = pem(cert)
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki",
+                                                 "scope": "read"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "read" and body["token_type"] == "Bearer"
+    decoded = jwt.decode(body["access_token"], KeySet.import_key_set(context.keys.jwks), algorithms=["ES256"])
+    assert decoded.header["typ"] == "at+jwt"
+    assert decoded.claims["cnf"]["x5t#S256"]
+    assert decoded.claims["aud"] == ISSUER and decoded.claims["sub"] == "pki"
+
+
+async def test_garbage_certificate_is_invalid_client_not_500(setup: Any) -> None:
+    client, wrapper, _, _ = setup
+    wrapper.chain = ["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"]
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
+    assert response.status_code == 401
+    assert response.json()["error_description"] == RejectionReason.UNPARSABLE.public_description
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "error", "fragment"), [
+    (b"grant_type=client_credentials&client_id=pki&client_id=pki", None, 400, "invalid_request", "repeated"),
+    (b'{"grant_type":"client_credentials"}', {"content-type": "application/json"}, 400, "invalid_request",
+     "x-www-form-urlencoded"),
+    (b"grant_type=client_credentials&client_id=\xff", None, 400, "invalid_request", "UTF-8"),
+    (b"a" * 20000, None, 400, "invalid_request", "exceeds"),
+    (b"client_id=pki", None, 400, "invalid_request", "grant_type is required"),
+    (b"grant_type=password&client_id=pki", None, 400, "unsupported_grant_type", "client_credentials"),
+    (b'grant_type=%22%5C&client_id=pki', None, 400, "unsupported_grant_type", "client_credentials"),
+    (b"grant_type=client_credentials&client_id=pki&scope=admin", None, 400, "invalid_scope", "admin"),
+    (b'grant_type=client_credentials&client_id=pki&scope=%22x%5C', None, 400, "invalid_scope", "scope tokens"),
+    (b"grant_type=client_credentials&client_id=pki&client_secret=s", None, 400, "invalid_request",
+     "more than one client authentication mechanism"),
+    (b"grant_type=client_credentials&client_id=pki", {"authorization": "Basic cGtpOnM="}, 400, "invalid_request",
+     "Authorization header"),
+    (b"grant_type=client_credentials", None, 401, "invalid_client", "client_id is required"),
+    (b"grant_type=client_credentials&client_id=%22nobody%5C", None, 401, "invalid_client", "unknown client_id"),
+])
+async def test_bad_requests_get_precise_errors(setup: Any, body: bytes, headers: dict[str, str] | None,
+                                               status: int, error: str, fragment: str) -> None:
+    client, wrapper, cert, _ = setup
+    wrapper.chain = pem(cert)
+    sent = {"content-type": "application/x-www-form-urlencoded", **(headers or {})}
+    response = await client.post("/token", content=body, headers=sent)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert fragment in response.json()["error_description"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_no_input_causes_a_server_error(setup: Any) -> None:
+    client, wrapper, cert, _ = setup
+    wrapper.chain = pem(cert)
+    odd_values = ["", " ", "\x00", "%", "\u202e", '"', "\\", "a" * 300, "é", "pki\r\nx: y"]
+    for path in ("/token", "/introspect", "/revoke"):
+        for name in ("grant_type", "client_id", "scope", "token", "token_type_hint"):
+            for value in odd_values:
+                form = {"grant_type": "client_credentials", "client_id": "pki", "token": "t", name: value}
+                response = await client.post(path, data=form)
+                assert response.status_code < 500, (path, name, value, response.text)
+                json.loads(response.text)
+
+
+async def test_introspection_and_revocation(setup: Any) -> None:
+    client, wrapper, cert, _ = setup
+    wrapper.chain = pem(cert)
+    token = (await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})).json()
+    access_token = token["access_token"]
+    active = (await client.post("/introspect", data={"client_id": "pki", "token": access_token})).json()
+    assert active["active"] is True and active["cnf"]["x5t#S256"] and active["client_id"] == "pki"
+    assert (await client.post("/revoke", data={"client_id": "pki", "token": access_token})).status_code == 200
+    assert (await client.post("/introspect", data={"client_id": "pki", "token": access_token})).json() == \
+        {"active": False}
+    assert (await client.post("/introspect", data={"client_id": "pki", "token": "x.y.z"})).json() == \
+        {"active": False}
+
+
+async def test_metadata(setup: Any) -> None:
+    client, _, _, _ = setup
+    metadata = (await client.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["issuer"] == ISSUER
+    assert metadata["token_endpoint_auth_methods_supported"] == ["tls_client_auth", "self_signed_tls_client_auth"]
+    assert metadata["tls_client_certificate_bound_access_tokens"] is True
+    assert "mtls_endpoint_aliases" not in metadata

@@ -1,0 +1,117 @@
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from authz.clients.directory import ClientDirectory, UnusableRegistration
+from authz.keys.signing import SigningKeys
+from authz.storage.sqlite import SQLiteRecordStore
+from authz.storage.watcher import ChangeWatcher
+
+CLIENT = {"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth",
+          "tls_client_auth_san_dns": "c1.example", "scope": "read"}
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SQLiteRecordStore(tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_verbs(store: SQLiteRecordStore) -> None:
+    assert await store.find("k", "a") is None
+    assert await store.insert("k", "a", {"v": 1})
+    assert not await store.insert("k", "a", {"v": 2})  # first writer wins
+    assert await store.find("k", "a") == {"v": 1}
+    await store.upsert("k", "a", {"v": 3})
+    assert await store.all("k") == [{"v": 3}]
+    assert await store.destroy("k", "a")
+    assert not await store.destroy("k", "a")
+
+
+async def test_expiry(store: SQLiteRecordStore) -> None:
+    await store.upsert("k", "gone", {"v": 1}, expires_at=time.time() - 1)
+    assert await store.find("k", "gone") is None
+    assert await store.all("k") == []
+    assert await store.insert("k", "gone", {"v": 2})  # an expired record does not block
+
+
+async def test_persists_across_reopen(tmp_path: Path) -> None:
+    first = SQLiteRecordStore(tmp_path)
+    await first.open()
+    await first.upsert("k", "a", {"v": 1})
+    await first.close()
+    second = SQLiteRecordStore(tmp_path)
+    await second.open()
+    assert await second.find("k", "a") == {"v": 1}
+    assert (tmp_path / "authz.sqlite3").stat().st_mode & 0o077 == 0
+    await second.close()
+
+
+async def test_cache_sees_writes_from_another_process(tmp_path: Path) -> None:
+    server_store, cli_store = SQLiteRecordStore(tmp_path), SQLiteRecordStore(tmp_path)
+    await server_store.open()
+    await cli_store.open()
+    watcher = ChangeWatcher(server_store, interval=0.05)
+    directory = ClientDirectory(server_store, watcher)
+    await watcher.start()
+    try:
+        assert await directory.get("c1") is None  # cached as unknown
+        await ClientDirectory(cli_store).register(CLIENT)  # "another process"
+        deadline = time.monotonic() + 5
+        while await directory.get("c1") is None:
+            assert time.monotonic() < deadline, "the cache never saw the new client"
+            await asyncio.sleep(0.02)
+        await ClientDirectory(cli_store).remove("c1")
+        while await directory.get("c1") is not None:
+            assert time.monotonic() < deadline, "the cache never saw the removal"
+            await asyncio.sleep(0.02)
+    finally:
+        await watcher.stop()
+        await server_store.close()
+        await cli_store.close()
+
+
+async def test_unusable_stored_registration_is_reported(store: SQLiteRecordStore) -> None:
+    await store.upsert("client", "broken", {"client_id": "broken", "token_endpoint_auth_method": "tls_client_auth"})
+    with pytest.raises(UnusableRegistration, match="exactly one"):
+        await ClientDirectory(store).get("broken")
+
+
+async def test_register_refuses_duplicates(store: SQLiteRecordStore) -> None:
+    directory = ClientDirectory(store)
+    await directory.register(CLIENT)
+    with pytest.raises(KeyError):
+        await directory.register(CLIENT)
+    await directory.register({**CLIENT, "scope": "read write"}, replace=True)
+    client = await directory.get("c1")
+    assert client is not None and client.scopes == ("read", "write")
+
+
+async def test_concurrent_first_start_agrees_on_one_signing_key(tmp_path: Path) -> None:
+    stores = [SQLiteRecordStore(tmp_path) for _ in range(4)]
+    for s in stores:
+        await s.open()
+    keys = [SigningKeys(s) for s in stores]
+    await asyncio.gather(*(k.load() for k in keys))
+    assert len({k.active.kid for k in keys}) == 1
+    assert len(keys[0].jwks["keys"]) == 1
+    for s in stores:
+        await s.close()
+
+
+async def test_rotation_keeps_the_old_key_published(store: SQLiteRecordStore) -> None:
+    keys = SigningKeys(store)
+    await keys.load()
+    old = keys.active.kid
+    new = (await keys.rotate()).kid
+    assert new != old
+    assert [k["kid"] for k in keys.jwks["keys"]] == [new, old]
+    assert all("d" not in k for k in keys.jwks["keys"])  # never the private part
+    with pytest.raises(ValueError):
+        await keys.retire(new)
+    assert await keys.retire(old)
+    assert [k["kid"] for k in keys.jwks["keys"]] == [new]
