@@ -33,7 +33,7 @@ def check_client_certificate(
         validator.validate(presented)
         matcher = client.subject
         assert matcher is not None  # guaranteed by client metadata validation
-        if not matcher.matches(presented.leaf):
+        if not matcher.matches(presented):
             raise CertificateRejected(
                 matcher.mismatch,
                 f"registered {matcher.parameter}={client.subject_value!r}",

@@ -8,6 +8,7 @@ connection the same string objects come back with every request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ssl
 from collections import OrderedDict
@@ -17,23 +18,57 @@ from typing import Any
 
 from cryptography import x509
 
+from authz.certificates.distinguished_name import DistinguishedName
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.certificates.thumbprint import x5t_s256
 
 __all__ = ["PresentedCertificate", "presented_certificate"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PresentedCertificate:
+    """A parsed client certificate. Objects are cached per connection, so the derived
+    values below are computed once, not once per request."""
+
     leaf: x509.Certificate
     leaf_der: bytes
     intermediates_der: tuple[bytes, ...]
     x5t_s256: str
     sha256_hex: str
 
+    @classmethod
+    def from_der(cls, chain: Sequence[bytes]) -> PresentedCertificate:
+        """Parse a chain (leaf first); ``CertificateRejected(UNPARSABLE)`` if it is not X.509."""
+        try:
+            leaf = x509.load_der_x509_certificate(chain[0])
+            # Decode the lazily parsed fields now, so a malformed certificate is refused
+            # here with a precise reason rather than failing later in a matcher.
+            leaf.subject  # noqa: B018
+            leaf.extensions  # noqa: B018
+        except ValueError as exc:
+            raise CertificateRejected(RejectionReason.UNPARSABLE, f"parse error: {exc}") from exc
+        return cls(
+            leaf=leaf,
+            leaf_der=chain[0],
+            intermediates_der=tuple(chain[1:]),
+            x5t_s256=x5t_s256(chain[0]),
+            sha256_hex=hashlib.sha256(chain[0]).hexdigest(),
+        )
+
     @property
     def chain_key(self) -> tuple[bytes, ...]:
         return (self.leaf_der, *self.intermediates_der)
+
+    @functools.cached_property
+    def subject_dn(self) -> DistinguishedName:
+        return DistinguishedName.from_name(self.leaf.subject)
+
+    @functools.cached_property
+    def subject_alt_names(self) -> x509.SubjectAlternativeName | None:
+        try:
+            return self.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return None
 
     def log_fields(self) -> dict[str, Any]:
         """What the operator needs to identify the certificate; never the key material."""
@@ -60,21 +95,9 @@ _cache: OrderedDict[tuple[str, ...], PresentedCertificate] = OrderedDict()
 def _parse(chain_pem: tuple[str, ...]) -> PresentedCertificate:
     try:
         ders = [ssl.PEM_cert_to_DER_cert(pem) for pem in chain_pem]
-        leaf = x509.load_der_x509_certificate(ders[0])
-        # Touch the fields that lazily decode, so a malformed certificate is refused here
-        # with a precise reason rather than failing later in a matcher.
-        leaf.subject  # noqa: B018
-        leaf.extensions  # noqa: B018
     except ValueError as exc:
-        raise CertificateRejected(RejectionReason.UNPARSABLE, f"parse error: {exc}") from exc
-    sha256 = hashlib.sha256(ders[0]).hexdigest()
-    return PresentedCertificate(
-        leaf=leaf,
-        leaf_der=ders[0],
-        intermediates_der=tuple(ders[1:]),
-        x5t_s256=x5t_s256(ders[0]),
-        sha256_hex=sha256,
-    )
+        raise CertificateRejected(RejectionReason.UNPARSABLE, f"not PEM: {exc}") from exc
+    return PresentedCertificate.from_der(ders)
 
 
 def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | None:

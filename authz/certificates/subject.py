@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from cryptography import x509
 
 from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName
+from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import RejectionReason
 
 __all__ = ["SUBJECT_PARAMETERS", "InvalidSubject", "SubjectMatcher", "subject_matcher"]
@@ -38,16 +39,13 @@ class SubjectMatcher:
     parameter: ClassVar[SubjectParameter]
     mismatch: ClassVar[RejectionReason]
 
-    def matches(self, cert: x509.Certificate) -> bool:
+    def matches(self, cert: PresentedCertificate) -> bool:
         raise NotImplementedError
 
 
-def _san_values(cert: x509.Certificate, kind: type[x509.GeneralName]) -> list[object]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return list(san.get_values_for_type(kind))  # type: ignore[arg-type]
+def _san_values(cert: PresentedCertificate, kind: type[x509.GeneralName]) -> list[object]:
+    san = cert.subject_alt_names
+    return list(san.get_values_for_type(kind)) if san is not None else []  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,8 @@ class SubjectDN(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SUBJECT_DN_MISMATCH
     dn: DistinguishedName
 
-    def matches(self, cert: x509.Certificate) -> bool:
-        return self.dn.matches(DistinguishedName.from_name(cert.subject))
+    def matches(self, cert: PresentedCertificate) -> bool:
+        return self.dn.matches(cert.subject_dn)
 
 
 def _dns_form(name: str) -> str:
@@ -74,7 +72,7 @@ class SanDNS(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_DNS_MISMATCH
     name: str
 
-    def matches(self, cert: x509.Certificate) -> bool:
+    def matches(self, cert: PresentedCertificate) -> bool:
         # Exact (case-insensitive) match: a wildcard in the certificate is just a label.
         return any(str(v).rstrip(".").lower() == self.name for v in _san_values(cert, x509.DNSName))
 
@@ -85,7 +83,7 @@ class SanURI(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_URI_MISMATCH
     uri: str
 
-    def matches(self, cert: x509.Certificate) -> bool:
+    def matches(self, cert: PresentedCertificate) -> bool:
         return any(v == self.uri for v in _san_values(cert, x509.UniformResourceIdentifier))
 
 
@@ -95,7 +93,7 @@ class SanIP(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_IP_MISMATCH
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
 
-    def matches(self, cert: x509.Certificate) -> bool:
+    def matches(self, cert: PresentedCertificate) -> bool:
         # Binary compare: "2001:db8::1" and "2001:0DB8:0:0:0:0:0:1" are one address.
         packed = self.address.packed
         return any(getattr(v, "packed", None) == packed for v in _san_values(cert, x509.IPAddress))
@@ -115,7 +113,7 @@ class SanEmail(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_EMAIL_MISMATCH
     address: str
 
-    def matches(self, cert: x509.Certificate) -> bool:
+    def matches(self, cert: PresentedCertificate) -> bool:
         for value in _san_values(cert, x509.RFC822Name):
             try:
                 if _email_form(str(value)) == self.address:

@@ -23,3 +23,14 @@ main.add_command(clients)
 main.add_command(keys)
 main.add_command(serve)
 main.add_command(dev)
+
+# The resource server's sample API. "resource" is also the name of a standard-library module,
+# which wins over the project's package wherever the source tree is not first on sys.path
+# (installed wheels, the `authz` console script): skip the command there rather than break
+# the whole CLI. `python -m authz sample-api` from the source tree always has it.
+try:
+    from resource.sample.cli import sample_api
+except ModuleNotFoundError:
+    pass
+else:
+    main.add_command(sample_api)

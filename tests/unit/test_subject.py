@@ -1,8 +1,13 @@
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from authz.certificates.presented import PresentedCertificate
 from authz.certificates.subject import InvalidSubject, subject_matcher
-from tests.support.pki import TestCA
+from tests.support.pki import Issued, TestCA
+
+
+def presented(issued: Issued) -> PresentedCertificate:
+    return PresentedCertificate.from_der([issued.der])
 
 
 @pytest.fixture(scope="module")
@@ -11,7 +16,7 @@ def ca() -> TestCA:
 
 
 def test_san_dns_is_case_insensitive_and_exact(ca: TestCA) -> None:
-    cert = ca.issue(san_dns=["Client.Example.COM", "*.wild.example"]).cert
+    cert = presented(ca.issue(san_dns=["Client.Example.COM", "*.wild.example"]))
     assert subject_matcher("tls_client_auth_san_dns", "client.example.com").matches(cert)
     assert subject_matcher("tls_client_auth_san_dns", "client.example.com.").matches(cert)
     assert not subject_matcher("tls_client_auth_san_dns", "other.example.com").matches(cert)
@@ -20,7 +25,7 @@ def test_san_dns_is_case_insensitive_and_exact(ca: TestCA) -> None:
 
 
 def test_san_uri_is_exact(ca: TestCA) -> None:
-    cert = ca.issue(san_uri=["spiffe://example.org/ns/a/sa/b"]).cert
+    cert = presented(ca.issue(san_uri=["spiffe://example.org/ns/a/sa/b"]))
     assert subject_matcher("tls_client_auth_san_uri", "spiffe://example.org/ns/a/sa/b").matches(cert)
     assert not subject_matcher("tls_client_auth_san_uri", "spiffe://example.org/ns/a/sa/B").matches(cert)
 
@@ -31,22 +36,22 @@ def test_san_uri_is_exact(ca: TestCA) -> None:
     ("192.0.2.7", "192.0.2.7"),
 ])
 def test_san_ip_compares_binary_addresses(ca: TestCA, registered: str, in_cert: str) -> None:
-    assert subject_matcher("tls_client_auth_san_ip", registered).matches(ca.issue(san_ip=[in_cert]).cert)
+    assert subject_matcher("tls_client_auth_san_ip", registered).matches(presented(ca.issue(san_ip=[in_cert])))
 
 
 def test_san_ip_v4_is_not_its_mapped_v6_form(ca: TestCA) -> None:
-    cert = ca.issue(san_ip=["::ffff:192.0.2.7"]).cert
+    cert = presented(ca.issue(san_ip=["::ffff:192.0.2.7"]))
     assert not subject_matcher("tls_client_auth_san_ip", "192.0.2.7").matches(cert)
 
 
 def test_san_email_domain_case_insensitive_local_part_exact(ca: TestCA) -> None:
-    cert = ca.issue(san_email=["Alice@Example.COM"]).cert
+    cert = presented(ca.issue(san_email=["Alice@Example.COM"]))
     assert subject_matcher("tls_client_auth_san_email", "Alice@example.com").matches(cert)
     assert not subject_matcher("tls_client_auth_san_email", "alice@example.com").matches(cert)
 
 
 def test_missing_san_does_not_match(ca: TestCA) -> None:
-    cert = ca.issue(eku=[ExtendedKeyUsageOID.CLIENT_AUTH]).cert
+    cert = presented(ca.issue(eku=[ExtendedKeyUsageOID.CLIENT_AUTH]))
     for parameter, value in [("tls_client_auth_san_dns", "a.example"), ("tls_client_auth_san_ip", "::1"),
                              ("tls_client_auth_san_uri", "urn:x"), ("tls_client_auth_san_email", "a@b")]:
         assert not subject_matcher(parameter, value).matches(cert)
