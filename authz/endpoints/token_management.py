@@ -16,29 +16,33 @@ __all__ = ["introspection_endpoint", "revocation_endpoint"]
 log = structlog.get_logger("authz.tokens")
 
 
-async def _resolve_token(context: ServerContext, request: ClientRequest) -> None:
-    token = context.token_verifier.verify(request.form.get("token", ""))
+async def _with_token(request: Request, endpoint: str, path: str) -> ClientRequest | Response:
+    """The resolved request with its ``token`` verified and its revocation state known."""
+    context: ServerContext = request.app.state.context
+    resolved = await client_request(request, endpoint, path)
+    if isinstance(resolved, Response):
+        return resolved
+    token = context.token_verifier.verify(resolved.form.get("token", ""))
     if token is not None and await context.revocations.is_revoked(token.jti):
         token = type(token)(token.claims, revoked=True)
-    request.resolved_token = token
+    resolved.resolved_token = token
+    return resolved
 
 
 async def introspection_endpoint(request: Request) -> Response:
     context: ServerContext = request.app.state.context
-    resolved = await client_request(request, "introspection", "/introspect")
+    resolved = await _with_token(request, "introspection", "/introspect")
     if isinstance(resolved, Response):
         return resolved
-    await _resolve_token(context, resolved)
     response: Response = context.server.create_endpoint_response("introspection", resolved)
     return response
 
 
 async def revocation_endpoint(request: Request) -> Response:
     context: ServerContext = request.app.state.context
-    resolved = await client_request(request, "revocation", "/revoke")
+    resolved = await _with_token(request, "revocation", "/revoke")
     if isinstance(resolved, Response):
         return resolved
-    await _resolve_token(context, resolved)
     response: Response = context.server.create_endpoint_response("revocation", resolved)
     token = resolved.pending_revocation
     if token is not None and not token.is_revoked():

@@ -24,22 +24,23 @@ __all__ = ["MutualTLSIntrospectionEndpoint", "MutualTLSRevocationEndpoint"]
 _INTROSPECTED_CLAIMS = ("iss", "sub", "client_id", "aud", "exp", "iat", "nbf", "jti", "scope", "cnf")
 
 
-def _check_params(request: ClientRequest) -> None:
-    if not request.form.get("token"):
-        raise InvalidRequestError("token is required")
-    # RFC 7009 §2.1 / RFC 7662 §2.1: the hint is only a hint; an unknown value is ignored.
+class _ResolvedTokenMixin:
+    """What both endpoints share: mTLS client auth, and the token resolved beforehand."""
 
-
-class MutualTLSIntrospectionEndpoint(IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(MTLS_AUTH_METHODS)
 
     def check_params(self, request: ClientRequest, client: RegisteredClient) -> None:
-        _check_params(request)
+        if not request.form.get("token"):
+            raise InvalidRequestError("token is required")
+        # RFC 7009 §2.1 / RFC 7662 §2.1: the hint is only a hint; an unknown value is ignored.
 
     def authenticate_token(self, request: ClientRequest, client: RegisteredClient) -> IssuedAccessToken | None:
         self.check_params(request, client)
         token: IssuedAccessToken | None = request.resolved_token
         return token
+
+
+class MutualTLSIntrospectionEndpoint(_ResolvedTokenMixin, IntrospectionEndpoint):  # type: ignore[misc]
 
     def check_permission(self, token: IssuedAccessToken, client: RegisteredClient, request: ClientRequest) -> bool:
         # Any authenticated client may introspect: resource servers are registered clients.
@@ -50,15 +51,9 @@ class MutualTLSIntrospectionEndpoint(IntrospectionEndpoint):  # type: ignore[mis
         return {"active": True, "token_type": "Bearer", **payload}
 
 
-class MutualTLSRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(MTLS_AUTH_METHODS)
-
-    def check_params(self, request: ClientRequest, client: RegisteredClient) -> None:
-        _check_params(request)
-
+class MutualTLSRevocationEndpoint(_ResolvedTokenMixin, RevocationEndpoint):  # type: ignore[misc]
     def authenticate_token(self, request: ClientRequest, client: RegisteredClient) -> IssuedAccessToken | None:
-        self.check_params(request, client)
-        token: IssuedAccessToken | None = request.resolved_token
+        token = super().authenticate_token(request, client)
         if token is not None and not token.check_client(client):
             # RFC 7009 §2.1: a client may only revoke the tokens issued to it.
             raise UnauthorizedClientError(description="the token was not issued to this client")
