@@ -38,7 +38,7 @@ class IssuedAccessToken:
         return bool(self.client_id == client.client_id)
 
     def is_expired(self) -> bool:
-        return self.expires_at <= time.time()
+        return float(self.expires_at) <= time.time()
 
     def is_revoked(self) -> bool:
         return self.revoked
