@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-__all__ = ["Issued", "TestCA", "self_signed"]
+__all__ = ["Issued", "TestCA", "forge", "self_signed", "sign_with"]
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -162,3 +162,15 @@ def sign_with(issuer: Issued, subject: str, *, san_dns: list[str] | None = None)
     builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
                     san=[x509.DNSName(d) for d in san_dns or []] or None)
     return Issued(builder.sign(issuer.key, hashes.SHA256()), key, [issuer.cert])
+
+
+def forge(ca: TestCA, subject: str) -> Issued:
+    """A leaf naming ``ca`` as its issuer (issuer DN and authority key identifier) but signed
+    by another key: only the signature tells it apart (for forgery tests)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _builder(_name(subject), ca.name, key, NOW - datetime.timedelta(hours=1),
+                       NOW + datetime.timedelta(days=30))
+    builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH], san=None)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    return Issued(builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()), key, ca.chain)

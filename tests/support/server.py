@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,12 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RunningServer", "authz_cli", "free_port", "start_server"]
+__all__ = ["RunningServer", "authz_cli", "authz_cli_all", "free_port", "start_server"]
 
 AUTHZ = [sys.executable, "-m", "authz"]
+# ``python -m authz`` finds the packages through the working directory: run it from the
+# repository whatever directory pytest was started from.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -23,13 +29,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def authz_cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
+    env.update(extra or {})
+    return env
+
+
+def authz_cli(*args: str, data_dir: Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``authz ARGS --data-dir DATA_DIR`` and return the completed process."""
     result = subprocess.run([*AUTHZ, *args, "--data-dir", str(data_dir)], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=timeout, cwd=REPO, env=_environment())
     if check and result.returncode != 0:
         raise AssertionError(f"authz {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
+
+
+def authz_cli_all(commands: Sequence[Sequence[str]], *, data_dir: Path, parallel: int = 4) -> None:
+    """Run several ``authz`` commands against one store, ``parallel`` at a time (each CLI
+    process spends most of its time importing). The first runs alone: it creates the store."""
+    if not commands:
+        return
+    authz_cli(*commands[0], data_dir=data_dir)
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda args: authz_cli(*args, data_dir=data_dir), commands[1:]))
 
 
 @dataclass
@@ -52,6 +74,25 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_offset(self) -> int:
+        """Where the log ends now: pass it to ``events`` to see only what comes after."""
+        return self.log_path.stat().st_size
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        """The structured (JSON) log lines written after byte offset ``since``."""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until ``text`` occurs ``count`` times in the log (or the process exits)."""
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{text!r} did not appear {count} time(s) in the log:\n{self.log()}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -73,17 +114,17 @@ def start_server(
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     timeout: float = 20.0,
+    ready_count: int = 1,
 ) -> RunningServer:
-    """Start ``authz serve`` and wait until it accepts TLS connections."""
+    """Start ``authz serve`` and wait until it accepts TLS connections and ``ready_count``
+    processes (uvicorn workers) completed their start-up."""
     port = free_port()
     args = [*AUTHZ, "serve", "--tls-cert", str(tls_cert), "--tls-key", str(tls_key), "--port", str(port),
             "--data-dir", str(data_dir), "--log-format", "json", *extra_args]
     for anchor in trust_anchors:
         args += ["--trust-anchor", str(anchor)]
-    process_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
-    process_env.update(env or {})
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)
+    with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=_environment(env), cwd=REPO)
     server = RunningServer(process, port, data_dir, log_path, ca_file)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +132,7 @@ def start_server(
             raise RuntimeError(f"authz serve exited with {process.returncode}:\n{server.log()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                if "Application startup complete" in server.log():
+                if server.log().count("Application startup complete") >= ready_count:
                     return server
         except OSError:
             pass
