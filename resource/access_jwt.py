@@ -1,0 +1,173 @@
+"""RFC 9068 JWT access tokens, verified with joserfc against the authorization server's
+published keys.
+
+What is refused before any key is touched: anything but three base64url segments, an
+``alg`` outside the allow-list (so ``none`` and ``HS256``-with-the-public-key never reach
+a verifier), a ``typ`` other than ``at+jwt``, a ``crit`` header. joserfc then checks that
+the key type and curve fit the algorithm and verifies the signature.
+
+A verified token is cached (keyed by the whole token, signature included) until it
+expires: signature verification costs about 100 µs, a cache hit under 1 µs. Entries are
+dropped when a key disappears from the JWK Set, so retiring a key takes effect.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from resource.authorization_server import AuthorizationServer
+from resource.cache import TokenCache
+from resource.claims import check_audience, check_issuer, check_time
+from resource.errors import InvalidToken, VerificationUnavailable
+from resource.jwks import KeyCache
+from resource.token import AccessToken
+from resource.validator import TokenValidator
+from typing import Any
+
+import structlog
+from joserfc import jws
+from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTypeError, JoseError
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "JWTAccessTokenValidator"]
+
+log = structlog.get_logger("resource.jwt")
+
+# Public-key signature algorithms only: an HMAC algorithm would let anyone holding the
+# published (public) key mint tokens.
+ASYMMETRIC_ALGORITHMS = frozenset({
+    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "Ed25519",
+})
+_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_NOT_A_JWT = "the access token is not a JWT (three base64url segments)"
+
+
+class JWTAccessTokenValidator(TokenValidator):
+    """Validates JWT access tokens of one issuer for one audience.
+
+    ``opaque``: a validator (typically ``IntrospectionValidator``) for tokens that are not
+    JWTs; without one, such tokens are ``invalid_token``.
+    """
+
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        *,
+        audience: str,
+        algorithms: Collection[str] = ("ES256",),
+        leeway: float = 30.0,
+        jwks_max_age: float = 300.0,
+        jwks_refresh_cooldown: float = 5.0,
+        cache_size: int = 10_000,
+        opaque: TokenValidator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not audience:
+            raise ValueError("audience is required (the aud value tokens for this resource server carry)")
+        refused = set(algorithms) - ASYMMETRIC_ALGORITHMS
+        if refused or not algorithms:
+            raise ValueError(f"algorithms: {sorted(refused) or 'empty'} not allowed; "
+                             f"choose from {sorted(ASYMMETRIC_ALGORITHMS)}")
+        if not 0 <= leeway <= 300:
+            raise ValueError("leeway must be between 0 and 300 seconds")
+        self.server = server
+        self.issuer = server.issuer
+        self.audience = audience
+        self.algorithms = frozenset(algorithms)
+        self.leeway = leeway
+        self.keys = KeyCache(server.jwks, max_age=jwks_max_age, refresh_cooldown=jwks_refresh_cooldown)
+        self._opaque = opaque
+        self._clock = clock
+        self._cache: TokenCache[AccessToken] = TokenCache(cache_size)
+        self._cache_generation = 0
+
+    async def validate(self, token: str) -> AccessToken:
+        now = self._clock()
+        if self._cache_generation != self.keys.removal_generation:
+            self._cache.clear()
+            self._cache_generation = self.keys.removal_generation
+        cached = self._cache.get(token, now)
+        if cached is not None:
+            return cached
+        if token.count(".") != 2:
+            if self._opaque is not None:
+                return await self._opaque.validate(token)
+            raise InvalidToken("not_a_jwt", _NOT_A_JWT, detail=f"{token.count('.') + 1} segment(s)")
+        verified = await self._verify(token, now)
+        # Until exp (plus leeway): check_time has already accepted it for now.
+        self._cache.put(token, verified, verified.expires_at + self.leeway)
+        return verified
+
+    async def _verify(self, token: str, now: float) -> AccessToken:
+        header = _header(token)
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise InvalidToken("algorithm_not_allowed", f"the access token's signing algorithm is not accepted "
+                               f"(alg {_short(alg)}; accepted: {', '.join(sorted(self.algorithms))})")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in _TYPES:
+            raise InvalidToken("wrong_typ", "the token is not a JWT access token (typ must be at+jwt, RFC 9068)",
+                               detail=f"typ {typ!r}")
+        if "crit" in header:
+            raise InvalidToken("crit_header", "the access token has critical header parameters this server "
+                               "does not understand", detail=f"crit {header['crit']!r}")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("malformed_jwt", "the access token's kid header is not a string")
+        key = await self.keys.key(kid)
+        if key.alg is not None and key.alg != alg:
+            raise InvalidToken("algorithm_mismatch", "the access token's algorithm does not match its key",
+                               detail=f"alg {alg}, key {kid!r} is for {key.alg}")
+        try:
+            verified = jws.deserialize_compact(token, key, algorithms=[str(alg)])
+        except BadSignatureError:
+            raise InvalidToken("bad_signature", "the access token's signature is not valid",
+                               detail=f"kid {kid!r}, alg {alg}") from None
+        except (InvalidKeyCurveError, InvalidKeyTypeError) as exc:
+            raise InvalidToken("algorithm_mismatch", "the access token's algorithm does not match its key",
+                               detail=f"alg {alg}, key {kid!r}: {exc}") from None
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidToken("malformed_jwt", "the access token is not a well-formed JWS",
+                               detail=f"{type(exc).__name__}: {exc}") from None
+        try:
+            claims = json.loads(verified.payload)
+        except (TypeError, ValueError):
+            claims = None
+        if not isinstance(claims, dict):
+            raise InvalidToken("malformed_jwt", "the access token's payload is not a JSON object")
+        check_issuer(claims, self.issuer, required=True)
+        check_audience(claims, self.audience, required=True)
+        if "exp" not in claims:
+            raise InvalidToken("malformed_claims", "the access token has no exp claim")
+        check_time(claims, now, self.leeway)
+        return AccessToken.from_claims(claims, "jwt")
+
+    async def warm_up(self) -> None:
+        try:
+            await self.keys.load()
+        except VerificationUnavailable as exc:
+            log.warning("authorization_server_not_ready", issuer=self.issuer, reason=exc.reason, detail=exc.detail)
+
+    async def aclose(self) -> None:
+        await self.keys.aclose()
+        await self.server.aclose()
+        if self._opaque is not None:
+            await self._opaque.aclose()
+
+
+def _header(token: str) -> Mapping[str, Any]:
+    segment = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError):
+        header = None
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed_jwt", "the access token's JOSE header is not base64url JSON")
+    return header
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

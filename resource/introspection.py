@@ -1,0 +1,115 @@
+"""Token introspection (RFC 7662) at the authorization server, with a bounded cache.
+
+The resource server authenticates as an OAuth client with its own certificate (RFC 8705
+§2), exactly like at the token endpoint. Answers, active or not, are cached for
+``cache_ttl`` seconds (never past the token's ``exp``): that is the longest a revocation
+can go unnoticed, and the price of not asking the authorization server on every request
+(RFC 7662 §4). Concurrent requests with the same uncached token share one introspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from resource.authorization_server import AuthorizationServer
+from resource.cache import TokenCache
+from resource.claims import check_audience, check_issuer, check_time
+from resource.errors import InvalidToken, VerificationUnavailable
+from resource.token import AccessToken
+from resource.validator import TokenValidator
+from typing import Any
+
+import structlog
+
+__all__ = ["IntrospectionValidator"]
+
+log = structlog.get_logger("resource.introspection")
+
+_INACTIVE = "the access token is not active: it is expired, revoked or unknown to the authorization server"
+
+
+class IntrospectionValidator(TokenValidator):
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        *,
+        client_id: str,
+        audience: str | None,
+        leeway: float = 30.0,
+        cache_ttl: float = 30.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not client_id:
+            raise ValueError("client_id is required: the resource server's registration at the authorization server")
+        if not 0 <= cache_ttl <= 3600:
+            raise ValueError("cache_ttl must be between 0 and 3600 seconds")
+        self.server = server
+        self.client_id = client_id
+        self.audience = audience
+        self.leeway = leeway
+        self.cache_ttl = cache_ttl
+        self._clock = clock
+        self._cache: TokenCache[AccessToken | InvalidToken] = TokenCache(cache_size)
+        self._in_flight: dict[str, asyncio.Task[AccessToken | InvalidToken]] = {}
+        self.introspection_count = 0
+
+    async def validate(self, token: str) -> AccessToken:
+        now = self._clock()
+        verdict = self._cache.get(token, now)
+        if verdict is None:
+            task = self._in_flight.get(token)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._introspect(token))
+                self._in_flight[token] = task
+                task.add_done_callback(lambda _: self._in_flight.pop(token, None))
+            # shield: one cancelled request must not cancel the introspection others await.
+            verdict = await asyncio.shield(task)
+        if isinstance(verdict, InvalidToken):
+            # A fresh exception per request: the cached one only records the verdict.
+            raise InvalidToken(verdict.reason, verdict.description, detail=verdict.detail)
+        if now >= verdict.expires_at + self.leeway:
+            raise InvalidToken("expired", "the access token has expired",
+                               detail=f"exp {verdict.expires_at}, now {now:.0f} (cached introspection)")
+        return verdict
+
+    async def _introspect(self, token: str) -> AccessToken | InvalidToken:
+        self.introspection_count += 1
+        # VerificationUnavailable propagates and is not cached: the next request asks again.
+        response = await self.server.introspect(token, self.client_id)
+        now = self._clock()
+        verdict: AccessToken | InvalidToken
+        try:
+            verdict = self._accept(response, now)
+            until = min(now + self.cache_ttl, verdict.expires_at + self.leeway)
+        except InvalidToken as refusal:
+            verdict, until = refusal, now + self.cache_ttl
+        if self.cache_ttl > 0:
+            self._cache.put(token, verdict, until)
+        return verdict
+
+    def _accept(self, response: Mapping[str, Any], now: float) -> AccessToken:
+        if response.get("active") is not True:
+            raise InvalidToken("inactive", _INACTIVE, detail=f"introspection: active={response.get('active')!r}")
+        token_type = response.get("token_type")
+        if token_type is not None and (not isinstance(token_type, str) or token_type.lower() != "bearer"):
+            raise InvalidToken("wrong_token_type", "the token is not a bearer access token",
+                               detail=f"introspection: token_type={token_type!r}")
+        check_issuer(response, self.server.issuer, required=False)
+        if self.audience is not None:
+            check_audience(response, self.audience, required=False)
+        check_time(response, now, self.leeway)
+        return AccessToken.from_claims(response, "introspection")
+
+    async def warm_up(self) -> None:
+        try:
+            await self.server.endpoint("introspection_endpoint")
+        except VerificationUnavailable as exc:
+            log.warning("authorization_server_not_ready", issuer=self.server.issuer, reason=exc.reason,
+                        detail=exc.detail)
+
+    async def aclose(self) -> None:
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        await self.server.aclose()

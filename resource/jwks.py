@@ -1,0 +1,185 @@
+"""The authorization server's signing keys, cached, refreshed when a token names a key the
+cache does not know.
+
+Rules:
+- first use: fetch (single flight: concurrent requests wait for the same fetch);
+- older than ``max_age``: refresh in the background, keep serving the cached keys;
+- unknown ``kid``: refresh now, but at most once per ``refresh_cooldown`` seconds (counted
+  from the last attempt, failed or not), so tokens with made-up kids cannot turn the
+  resource server into a load generator against its authorization server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from resource.errors import InvalidToken, VerificationUnavailable
+from typing import Any
+
+import structlog
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry, Key
+
+__all__ = ["KeyCache", "PublishedKeys"]
+
+log = structlog.get_logger("resource.jwks")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKeys:
+    """One fetched JWK Set: signature keys by ``kid``, and those without a ``kid``."""
+
+    by_kid: Mapping[str, Key]
+    without_kid: tuple[Key, ...]
+
+    @classmethod
+    def parse(cls, jwks: Mapping[str, Any]) -> PublishedKeys:
+        by_kid: dict[str, Key] = {}
+        without_kid: list[Key] = []
+        entries = jwks.get("keys")
+        if not isinstance(entries, list):
+            raise ValueError("the JWK Set has no 'keys' array")
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+                continue
+            if entry.get("kty") == "oct":
+                # A symmetric key in a public JWK Set is a misconfiguration at best; it must
+                # never become a verification key (HMAC confusion).
+                continue
+            try:
+                key = JWKRegistry.import_key(entry)
+            except (JoseError, ValueError, TypeError, KeyError) as exc:
+                log.warning("jwk_skipped", kid=entry.get("kid"), error=f"{type(exc).__name__}: {exc}")
+                continue
+            if key.is_private:
+                log.warning("jwk_skipped", kid=entry.get("kid"), error="the JWK Set publishes a private key")
+                continue
+            kid = entry.get("kid")
+            if isinstance(kid, str):
+                by_kid[kid] = key
+            else:
+                without_kid.append(key)
+        return cls(by_kid, tuple(without_kid))
+
+    def find(self, kid: str | None) -> Key | None:
+        if kid is not None:
+            return self.by_kid.get(kid)
+        # No kid in the token: unambiguous only when the set holds exactly one key.
+        every = [*self.by_kid.values(), *self.without_kid]
+        return every[0] if len(every) == 1 else None
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self.by_kid)
+
+
+class KeyCache:
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[Mapping[str, Any]]],
+        *,
+        max_age: float = 300.0,
+        refresh_cooldown: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_age <= 0 or refresh_cooldown < 0:
+            raise ValueError("max_age must be positive and refresh_cooldown not negative")
+        self._fetch = fetch
+        self._max_age = max_age
+        self._cooldown = refresh_cooldown
+        self._clock = clock
+        self._keys: PublishedKeys | None = None
+        self._fetched_at = 0.0
+        self._attempted_at: float | None = None
+        self._last_error: VerificationUnavailable | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        self.removal_generation = 0
+        """Bumped whenever a key disappears: caches of verified tokens drop their entries."""
+        self.fetch_count = 0
+
+    async def load(self) -> None:
+        """Fetch the keys now if none are cached (``VerificationUnavailable`` on failure)."""
+        if self._keys is None:
+            await self._refresh_if_allowed()
+            if self._keys is None:
+                raise self._last_error or VerificationUnavailable(
+                    "jwks_unavailable", "the authorization server's keys are not available; retry later")
+
+    async def key(self, kid: str | None) -> Key:
+        """The published key for ``kid``; ``InvalidToken`` if there is none (after a refresh
+        when allowed), ``VerificationUnavailable`` if the keys cannot be fetched at all."""
+        keys = self._keys
+        if keys is None:
+            await self.load()
+            keys = self._keys
+            assert keys is not None
+        elif self._clock() - self._fetched_at >= self._max_age and self._in_flight is None:
+            self._start_refresh()  # stale: refresh behind the scenes, serve what we have
+        key = keys.find(kid)
+        if key is not None:
+            return key
+        refreshed = await self._refresh_if_allowed()
+        if refreshed and self._keys is not None:
+            key = self._keys.find(kid)
+            if key is not None:
+                return key
+        if not refreshed and self._last_error is not None and self._attempted_at is not None \
+                and self._attempted_at > self._fetched_at:
+            raise self._last_error  # the last refresh failed: we cannot tell
+        described = "has no kid and the key set is not a single key" if kid is None else "is not published"
+        raise InvalidToken(
+            "unknown_kid",
+            "the access token was signed with a key the authorization server does not publish",
+            detail=f"kid {kid!r} {described}; published {sorted(self._keys.kids) if self._keys else []}; "
+                   f"keys fetched {self._clock() - self._fetched_at:.1f}s ago, "
+                   f"refresh {'done' if refreshed else 'not allowed yet (cooldown)'}",
+        )
+
+    async def _refresh_if_allowed(self) -> bool:
+        """Refresh now unless one ran less than ``refresh_cooldown`` ago; True if it ran
+        (or was already running) and succeeded."""
+        if self._in_flight is None:
+            now = self._clock()
+            if self._attempted_at is not None and now - self._attempted_at < self._cooldown:
+                return False
+            self._start_refresh()
+        assert self._in_flight is not None
+        # shield: a request cancelled while waiting must not cancel the fetch others share.
+        await asyncio.shield(self._in_flight)
+        return self._last_error is None
+
+    def _start_refresh(self) -> None:
+        self._attempted_at = self._clock()
+        self._in_flight = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            self.fetch_count += 1
+            document = await self._fetch()
+            try:
+                keys = PublishedKeys.parse(document)
+            except ValueError as exc:
+                raise VerificationUnavailable(
+                    "jwks_invalid", "the authorization server's keys could not be read; retry later",
+                    detail=str(exc)) from exc
+            previous = self._keys
+            if previous is not None and not previous.kids <= keys.kids:
+                self.removal_generation += 1
+            if previous is None or previous.kids != keys.kids:
+                log.info("jwks_loaded", kids=sorted(keys.kids), keys_without_kid=len(keys.without_kid))
+            self._keys, self._fetched_at, self._last_error = keys, self._clock(), None
+        except VerificationUnavailable as exc:
+            self._last_error = exc
+            log.warning("jwks_fetch_failed", reason=exc.reason, detail=exc.detail)
+        finally:
+            self._in_flight = None
+
+    async def aclose(self) -> None:
+        task = self._in_flight
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,154 @@
+"""``BearerTokenMiddleware``: plain ASGI middleware protecting every HTTP (and WebSocket)
+route of an application with certificate-bound access tokens (RFC 6750 + RFC 8705 §3).
+
+Per request: take the token from the Authorization header, have the validator verify it
+(JWT signature or introspection, issuer, audience, time), check that it is bound to the
+client certificate of this TLS connection, then hand the verified ``AccessToken`` to the
+application as ``scope["auth"]`` (Starlette: ``request.auth``). Routes declare the scopes
+they need with ``resource.scopes``. Every refusal is answered per RFC 6750 §3 and logged
+once, with the reason the client is not told.
+
+All per-request state lives in locals; the instance only holds configuration and the
+validator's caches, so one instance serves concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from resource._asgi import ASGIApp, Message, Receive, Scope, Send
+from resource.bearer import bearer_token
+from resource.binding import check_binding, connection_certificate
+from resource.challenge import check_realm, render
+from resource.errors import InsufficientScope, Refusal
+from resource.token import AccessToken
+from resource.validator import TokenValidator
+from typing import Any
+
+import structlog
+
+__all__ = ["CHALLENGE_KEY", "BearerTokenMiddleware", "Challenger"]
+
+log = structlog.get_logger("resource.bearer")
+
+# scope key under which the middleware leaves its Challenger, for route-level scope checks.
+CHALLENGE_KEY = "resource.challenger"
+
+
+class Challenger:
+    """Answers and logs refusals for one protection space (realm)."""
+
+    def __init__(self, realm: str) -> None:
+        self.realm = check_realm(realm)
+
+    def log(self, refusal: Refusal, scope: Scope, token: AccessToken | None = None, **fields: Any) -> None:
+        client = scope.get("client")
+        event = log.warning if refusal.status >= 500 else log.info
+        event(
+            "bearer_token_refused",
+            status=refusal.status,
+            error=refusal.error,
+            reason=refusal.reason,
+            error_description=refusal.description,
+            detail=refusal.detail or None,
+            method=scope.get("method"),
+            path=scope.get("path"),
+            peer=f"{client[0]}:{client[1]}" if client else None,
+            **(token.log_fields() if token is not None else {}),
+            **refusal.log_fields,
+            **fields,
+        )
+
+    def response(self, refusal: Refusal) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        return render(refusal, self.realm)
+
+    async def send(self, refusal: Refusal, scope: Scope, send: Send) -> None:
+        status, headers, body = render(refusal, self.realm)
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403;
+            # the close reason carries what a Bearer challenge would have said.
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal.description[:120]})
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BearerTokenMiddleware:
+    """Protect ``app``.
+
+    ``validator``: ``JWTAccessTokenValidator`` or ``IntrospectionValidator`` (or your own
+    ``TokenValidator``). ``realm``: the protection space named in challenges.
+    ``exempt_paths``: exact paths served without a token (health checks); everything else
+    needs one. ``required_scopes``: scopes every protected request needs, on top of the
+    per-route ones. ``allow_unbound_tokens``: accept tokens without ``cnf`` (off by
+    default: RFC 8705 deployments exist to refuse replayable tokens).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        validator: TokenValidator,
+        *,
+        realm: str,
+        exempt_paths: Iterable[str] = (),
+        required_scopes: Collection[str] = (),
+        allow_unbound_tokens: bool = False,
+    ) -> None:
+        self.app = app
+        self.validator = validator
+        self.challenger = Challenger(realm)
+        self.exempt_paths = frozenset(exempt_paths)
+        if any(not p.startswith("/") for p in self.exempt_paths):
+            raise ValueError("exempt_paths are absolute paths, e.g. '/health'")
+        self.required_scopes = frozenset(required_scopes)
+        self.allow_unbound_tokens = allow_unbound_tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope[CHALLENGE_KEY] = self.challenger
+        if scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        token: AccessToken | None = None
+        try:
+            raw = bearer_token(scope)
+            certificate = connection_certificate(scope)
+            token = await self.validator.validate(raw)
+            check_binding(token, certificate, allow_unbound=self.allow_unbound_tokens)
+            if self.required_scopes and not self.required_scopes <= token.scopes:
+                raise InsufficientScope(self.required_scopes, token.scopes)
+        except Refusal as refusal:
+            self.challenger.log(refusal, scope, token, **_certificate_fields(scope))
+            await self.challenger.send(refusal, scope, send)
+            return
+        scope["auth"] = token
+        await self.app(scope, receive, send)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        # Warm the validator up at start-up and close its HTTP client at shutdown, whatever
+        # the wrapped application does with lifespan itself.
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.validator.warm_up()
+            elif message["type"] == "lifespan.shutdown":
+                await self.validator.aclose()
+            return message
+
+        return wrapped
+
+
+def _certificate_fields(scope: Scope) -> dict[str, Any]:
+    """Which certificate was on the connection, for the refusal log line."""
+    try:
+        certificate = connection_certificate(scope)
+    except Refusal:
+        return {"cert": "unparsable"}
+    if certificate is None:
+        return {"cert": None}
+    return certificate.log_fields()

@@ -1,0 +1,87 @@
+"""The sample API: accounts, readable with ``accounts:read``, creatable with ``accounts:write``.
+
+    GET  /health                    no token (exempt)
+    GET  /accounts                  accounts:read
+    GET  /accounts/{account_id}     accounts:read
+    POST /accounts                  accounts:write   {"owner": "...", "currency": "EUR"}
+
+The store is a dict in the application's state: a sample, not a bank.
+"""
+
+from __future__ import annotations
+
+import secrets
+from resource import BearerTokenMiddleware, TokenValidator, require_scopes
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+__all__ = ["create_app", "routes"]
+
+log = structlog.get_logger("resource.sample")
+
+_CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
+
+
+def _seed() -> dict[str, dict[str, Any]]:
+    return {
+        "acc-1001": {"id": "acc-1001", "owner": "Ada Lovelace", "currency": "EUR", "balance": "1250.00"},
+        "acc-1002": {"id": "acc-1002", "owner": "Alan Turing", "currency": "GBP", "balance": "310.42"},
+    }
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@require_scopes("accounts:read")
+async def list_accounts(request: Request) -> JSONResponse:
+    accounts = request.app.state.accounts
+    return JSONResponse({"accounts": list(accounts.values()), "client_id": request.auth.client_id})
+
+
+@require_scopes("accounts:read")
+async def get_account(request: Request) -> JSONResponse:
+    account = request.app.state.accounts.get(request.path_params["account_id"])
+    if account is None:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return JSONResponse(account)
+
+
+@require_scopes("accounts:write")
+async def create_account(request: Request) -> JSONResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    owner = body.get("owner") if isinstance(body, dict) else None
+    currency = body.get("currency", "EUR") if isinstance(body, dict) else None
+    if not isinstance(owner, str) or not 0 < len(owner) <= 200 or currency not in _CURRENCIES:
+        return JSONResponse({"error": "invalid_account", "error_description":
+                             f"send {{'owner': <1-200 chars>, 'currency': one of {sorted(_CURRENCIES)}}}"},
+                            status_code=422)
+    account = {"id": f"acc-{secrets.token_hex(4)}", "owner": owner, "currency": currency, "balance": "0.00"}
+    request.app.state.accounts[account["id"]] = account
+    log.info("account_created", account_id=account["id"], client_id=request.auth.client_id)
+    return JSONResponse(account, status_code=201)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/accounts", list_accounts, methods=["GET"]),
+        Route("/accounts", create_account, methods=["POST"]),
+        Route("/accounts/{account_id}", get_account, methods=["GET"]),
+    ]
+
+
+def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbound_tokens: bool = False) -> Any:
+    """The Starlette app wrapped in ``BearerTokenMiddleware`` (``/health`` stays open)."""
+    app = Starlette(routes=routes())
+    app.state.accounts = _seed()
+    return BearerTokenMiddleware(app, validator, realm=realm, exempt_paths={"/health"},
+                                 allow_unbound_tokens=allow_unbound_tokens)

@@ -1,0 +1,46 @@
+"""Fixtures shared by the resource-server tests: in-process (fake authorization server) and
+over the wire (real ``authz serve`` and ``authz sample-api`` processes, see wire.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.resource.wire import Deployment, deploy
+
+
+class RecordingLog:
+    """Stands in for a module's structlog logger: keeps (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def _record(self, level: str) -> Any:
+        def record(event: str, **fields: Any) -> None:
+            self.lines.append((level, event, fields))
+
+        return record
+
+    def __getattr__(self, level: str) -> Any:
+        return self._record(level)
+
+    def refusals(self) -> list[dict[str, Any]]:
+        return [fields for _, event, fields in self.lines if event == "bearer_token_refused"]
+
+
+@pytest.fixture
+def refusal_log(monkeypatch: pytest.MonkeyPatch) -> RecordingLog:
+    recorder = RecordingLog()
+    monkeypatch.setattr("resource.middleware.log", recorder)
+    return recorder
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A real authorization server and two sample APIs (JWT mode, introspection mode)."""
+    directory: Path = tmp_path_factory.mktemp("deployment")
+    with deploy(directory) as running:
+        yield running

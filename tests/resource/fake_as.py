@@ -1,0 +1,84 @@
+"""An authorization server double for in-process tests: metadata, JWKS and introspection
+served through ``httpx.MockTransport``, with signing helpers and request counters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+ISSUER = "https://as.test"
+AUDIENCE = "https://api.test"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class FakeAuthorizationServer:
+    keys: list[ECKey] = field(default_factory=lambda: [ECKey.generate_key("P-256", private=True)])
+    introspection: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hits: Counter[str] = field(default_factory=Counter)
+    down: bool = False
+    metadata_issuer: str = ISSUER
+    introspection_forms: list[dict[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def active(self) -> ECKey:
+        return self.keys[0]
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{**k.as_dict(private=False), "kid": k.thumbprint(), "alg": "ES256", "use": "sig"}
+                         for k in self.keys]}
+
+    def rotate(self) -> ECKey:
+        self.keys.insert(0, ECKey.generate_key("P-256", private=True))
+        return self.keys[0]
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.hits[request.url.path] += 1
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.url.path == "/.well-known/oauth-authorization-server":
+            return httpx.Response(200, json={"issuer": self.metadata_issuer, "jwks_uri": ISSUER + "/jwks",
+                                             "introspection_endpoint": ISSUER + "/introspect"})
+        if request.url.path == "/jwks":
+            return httpx.Response(200, json=self.jwks())
+        if request.url.path == "/introspect" and request.method == "POST":
+            form = parse_qs(request.content.decode())
+            self.introspection_forms.append(form)
+            return httpx.Response(200, json=self.introspection.get(form["token"][0], {"active": False}))
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": ISSUER, "sub": "alice", "client_id": "alice", "aud": AUDIENCE,
+                                  "iat": now, "exp": now + 600, "jti": f"jti-{time.monotonic_ns()}",
+                                  "scope": "accounts:read"}
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def sign(self, claims: dict[str, Any], *, key: ECKey | None = None, **header: Any) -> str:
+        key = key or self.active
+        full = {"alg": "ES256", "typ": "at+jwt", "kid": key.thumbprint(), **header}
+        return jwt.encode({k: v for k, v in full.items() if v is not None}, claims, key, algorithms=["ES256"])
+
+    def token(self, thumbprint: str | None, *, key: ECKey | None = None, **claims: Any) -> str:
+        cnf = {"cnf": {"x5t#S256": thumbprint}} if thumbprint else {}
+        return self.sign(self.claims(**cnf, **claims), key=key)
+
+
+def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), b64url(signature)])

@@ -1,0 +1,154 @@
+"""IntrospectionValidator against the fake authorization server: cache, single flight,
+what an introspection answer must say for the token to be accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from resource import AuthorizationServer, InvalidToken, VerificationUnavailable
+from resource.authorization_server import metadata_url
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.resource.fake_as import AUDIENCE, ISSUER, FakeAuthorizationServer
+from tests.resource.inprocess import introspection_validator
+
+
+@pytest.fixture
+def fake() -> FakeAuthorizationServer:
+    fake = FakeAuthorizationServer()
+    fake.introspection["good"] = {"active": True, "token_type": "Bearer", **fake.claims(),
+                                  "cnf": {"x5t#S256": "abc"}}
+    return fake
+
+
+async def refused(validator: Any, token: str) -> InvalidToken:
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(token)
+    return info.value
+
+
+async def test_active_token_and_the_request_sent(fake: FakeAuthorizationServer) -> None:
+    token = await introspection_validator(fake).validate("good")
+    assert token.source == "introspection" and token.certificate_thumbprint == "abc"
+    assert token.scopes == {"accounts:read"}
+    assert fake.introspection_forms == [{"token": ["good"], "token_type_hint": ["access_token"], "client_id": ["rs"]}]
+
+
+async def test_answers_are_cached_for_the_ttl(fake: FakeAuthorizationServer) -> None:
+    now = [time.time()]
+    validator = introspection_validator(fake, cache_ttl=30, clock=lambda: now[0])
+    for _ in range(5):
+        await validator.validate("good")
+        assert (await refused(validator, "unknown")).reason == "inactive"
+    assert fake.hits["/introspect"] == 2
+    now[0] += 31
+    await validator.validate("good")
+    assert fake.hits["/introspect"] == 3
+
+
+async def test_cache_never_outlives_the_token(fake: FakeAuthorizationServer) -> None:
+    now = [time.time()]
+    fake.introspection["short"] = {"active": True, **fake.claims(exp=int(now[0]) + 5)}
+    validator = introspection_validator(fake, cache_ttl=300, leeway=0, clock=lambda: now[0])
+    await validator.validate("short")
+    now[0] += 6
+    assert (await refused(validator, "short")).reason == "expired"
+
+
+async def test_concurrent_requests_share_one_introspection(fake: FakeAuthorizationServer) -> None:
+    validator = introspection_validator(fake)
+    results = await asyncio.gather(*(validator.validate("good") for _ in range(25)))
+    assert len(results) == 25 and fake.hits["/introspect"] == 1
+
+
+async def test_ttl_zero_means_no_cache(fake: FakeAuthorizationServer) -> None:
+    validator = introspection_validator(fake, cache_ttl=0)
+    await validator.validate("good")
+    await validator.validate("good")
+    assert fake.hits["/introspect"] == 2
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ({"active": False}, "inactive"),
+    ({"active": "true"}, "inactive"),
+    ({}, "inactive"),
+    ({"active": True, "token_type": "refresh_token"}, "wrong_token_type"),
+    ({"active": True, "iss": "https://other.test"}, "wrong_issuer"),
+    ({"active": True, "aud": "https://other.test"}, "wrong_audience"),
+    ({"active": True, "exp": 1}, "expired"),
+    ({"active": True, "nbf": 4_000_000_000}, "not_yet_valid"),
+    ({"active": True, "scope": 5}, "malformed_claims"),
+])
+async def test_answers_that_do_not_accept_the_token(fake: FakeAuthorizationServer, answer: dict[str, Any],
+                                                   reason: str) -> None:
+    fake.introspection["t"] = answer
+    assert (await refused(introspection_validator(fake), "t")).reason == reason
+
+
+async def test_minimal_active_answer(fake: FakeAuthorizationServer) -> None:
+    fake.introspection["t"] = {"active": True}
+    token = await introspection_validator(fake).validate("t")
+    assert token.expires_at == float("inf") and token.scopes == frozenset() and token.certificate_thumbprint is None
+
+
+async def test_failures_are_not_cached(fake: FakeAuthorizationServer) -> None:
+    validator = introspection_validator(fake)
+    fake.down = True
+    with pytest.raises(VerificationUnavailable):
+        await validator.validate("good")
+    fake.down = False
+    await validator.validate("good")
+
+
+async def test_mtls_endpoint_alias_is_preferred() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path.startswith("/.well-known/"):
+            return httpx.Response(200, json={
+                "issuer": ISSUER, "jwks_uri": ISSUER + "/jwks", "introspection_endpoint": ISSUER + "/introspect",
+                "mtls_endpoint_aliases": {"introspection_endpoint": "https://mtls.as.test/introspect"}})
+        return httpx.Response(200, json={"active": True, "aud": AUDIENCE})
+
+    server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    from resource import IntrospectionValidator
+
+    await IntrospectionValidator(server, client_id="rs", audience=AUDIENCE).validate("t")
+    assert seen[-1] == "https://mtls.as.test/introspect"
+
+
+@pytest.mark.parametrize(("status", "body"), [(401, b'{"error":"invalid_client"}'), (200, b"not json"),
+                                              (200, b"[1]"), (500, b"")])
+async def test_bad_answers_are_unavailable(status: int, body: bytes) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/.well-known/"):
+            return httpx.Response(200, json={"issuer": ISSUER, "introspection_endpoint": ISSUER + "/introspect"})
+        return httpx.Response(status, content=body)
+
+    server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    from resource import IntrospectionValidator
+
+    with pytest.raises(VerificationUnavailable) as info:
+        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+    assert info.value.reason == "introspection_failed"
+
+
+def test_metadata_url_per_rfc8414() -> None:
+    assert metadata_url("https://as.test") == "https://as.test/.well-known/oauth-authorization-server"
+    assert metadata_url("https://as.test/tenant/1") == \
+        "https://as.test/.well-known/oauth-authorization-server/tenant/1"
+
+
+def test_configuration_is_validated(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="issuer"):
+        AuthorizationServer("http://as.test")
+    with pytest.raises(ValueError, match="go together"):
+        AuthorizationServer(ISSUER, client_cert="c.pem")
+    with pytest.raises(ValueError, match="ca_file"):
+        AuthorizationServer(ISSUER, ca_file=tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="client_cert"):
+        AuthorizationServer(ISSUER, client_cert=tmp_path / "c.pem", client_key=tmp_path / "k.pem")

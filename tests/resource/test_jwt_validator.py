@@ -1,0 +1,212 @@
+"""JWTAccessTokenValidator and its key cache, against the fake authorization server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from resource import InvalidToken, VerificationUnavailable
+from typing import Any
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey
+
+from tests.resource.fake_as import AUDIENCE, FakeAuthorizationServer, unsigned
+from tests.resource.inprocess import authorization_server, introspection_validator, jwt_validator
+
+
+@pytest.fixture
+def fake() -> FakeAuthorizationServer:
+    return FakeAuthorizationServer()
+
+
+async def refused(validator: Any, token: str) -> InvalidToken:
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(token)
+    return info.value
+
+
+async def test_verified_tokens_are_cached_until_they_expire(fake: FakeAuthorizationServer,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [time.time()]
+    validator = jwt_validator(fake, clock=lambda: now[0], leeway=10)
+    calls = []
+    original = jws.deserialize_compact
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("resource.access_jwt.jws.deserialize_compact", counting)
+    token = fake.sign(fake.claims(exp=int(now[0]) + 60))
+    first = await validator.validate(token)
+    assert await validator.validate(token) is first and len(calls) == 1
+    now[0] += 65  # past exp, within leeway: still accepted from the cache
+    assert await validator.validate(token) is first
+    now[0] += 10  # past exp + leeway
+    assert (await refused(validator, token)).reason == "expired"
+
+
+async def test_unknown_kid_refreshes_the_keys_once(fake: FakeAuthorizationServer) -> None:
+    validator = jwt_validator(fake, jwks_refresh_cooldown=0)
+    await validator.validate(fake.sign(fake.claims()))
+    new_key = fake.rotate()
+    accepted = await validator.validate(fake.sign(fake.claims(), key=new_key))
+    assert accepted.client_id == "alice" and fake.hits["/jwks"] == 2
+
+
+async def test_made_up_kids_cannot_hammer_the_authorization_server(fake: FakeAuthorizationServer) -> None:
+    now = [1000.0]
+    validator = jwt_validator(fake, jwks_refresh_cooldown=30)
+    validator.keys._clock = lambda: now[0]  # the key cache's own (monotonic) clock
+    await validator.validate(fake.sign(fake.claims()))
+    for i in range(50):
+        refusal = await refused(validator, fake.sign(fake.claims(), kid=f"garbage-{i}"))
+        assert refusal.reason == "unknown_kid" and "cooldown" in refusal.detail
+    assert fake.hits["/jwks"] == 1
+    now[0] += 31
+    await refused(validator, fake.sign(fake.claims(), kid="garbage-late"))
+    assert fake.hits["/jwks"] == 2
+
+
+async def test_concurrent_requests_share_one_fetch(fake: FakeAuthorizationServer) -> None:
+    validator = jwt_validator(fake)
+    tokens = [fake.sign(fake.claims(jti=str(i))) for i in range(20)]
+    results = await asyncio.gather(*(validator.validate(t) for t in tokens))
+    assert len(results) == 20 and fake.hits["/jwks"] == 1 and fake.hits["/.well-known/oauth-authorization-server"] == 1
+
+
+async def test_a_retired_key_stops_verifying_even_cached_tokens(fake: FakeAuthorizationServer) -> None:
+    validator = jwt_validator(fake, jwks_refresh_cooldown=0)
+    old_token = fake.sign(fake.claims())
+    await validator.validate(old_token)
+    new_key = fake.rotate()
+    fake.keys = [new_key]  # the old key is retired (no longer published)
+    await validator.validate(fake.sign(fake.claims(), key=new_key))  # unknown kid: refresh sees the removal
+    assert (await refused(validator, old_token)).reason == "unknown_kid"
+
+
+async def test_stale_keys_are_refreshed_in_the_background(fake: FakeAuthorizationServer) -> None:
+    validator = jwt_validator(fake, jwks_max_age=0.05)
+    await validator.validate(fake.sign(fake.claims(jti="1")))
+    await asyncio.sleep(0.06)
+    await validator.validate(fake.sign(fake.claims(jti="2")))  # served from the stale set
+    await asyncio.sleep(0.01)
+    assert fake.hits["/jwks"] == 2
+
+
+@pytest.mark.parametrize(("header", "reason"), [
+    ({"alg": "none"}, "algorithm_not_allowed"),
+    ({"alg": "HS256"}, "algorithm_not_allowed"),
+    ({"alg": "ES384"}, "algorithm_not_allowed"),
+    ({"typ": "JWT"}, "wrong_typ"),
+    ({"typ": None}, "wrong_typ"),
+    ({"crit": ["exp"]}, "crit_header"),
+    ({"kid": 7}, "malformed_jwt"),
+])
+async def test_headers_refused_before_any_key_is_used(fake: FakeAuthorizationServer, header: dict[str, Any],
+                                                      reason: str) -> None:
+    validator = jwt_validator(fake)
+    full = {"alg": "ES256", "typ": "at+jwt", "kid": fake.active.thumbprint(), **header}
+    token = unsigned({k: v for k, v in full.items() if v is not None}, fake.claims(), b"x" * 64)
+    assert (await refused(validator, token)).reason == reason
+
+
+async def test_typ_variants_accepted(fake: FakeAuthorizationServer) -> None:
+    validator = jwt_validator(fake)
+    for typ in ("at+jwt", "application/at+jwt", "AT+JWT"):
+        await validator.validate(fake.sign(fake.claims(jti=typ), typ=typ))
+
+
+@pytest.mark.parametrize("token", ["abc", "a.b", "a.b.c.d", "e30.e30.", "!!!.e30.e30"])
+async def test_not_a_jwt(fake: FakeAuthorizationServer, token: str) -> None:
+    assert (await refused(jwt_validator(fake), token)).reason in {"not_a_jwt", "malformed_jwt", "wrong_typ",
+                                                                  "algorithm_not_allowed"}
+
+
+async def test_key_published_for_another_algorithm(fake: FakeAuthorizationServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    original = fake.jwks
+
+    def jwks() -> dict[str, Any]:
+        document = original()
+        document["keys"][0]["alg"] = "ES512"
+        return document
+
+    monkeypatch.setattr(fake, "jwks", jwks)
+    assert (await refused(jwt_validator(fake), fake.sign(fake.claims()))).reason == "algorithm_mismatch"
+
+
+async def test_symmetric_and_private_keys_in_the_jwks_are_ignored(fake: FakeAuthorizationServer,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    kid = fake.active.thumbprint()
+
+    def jwks() -> dict[str, Any]:
+        return {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": kid},
+                         {**fake.active.as_dict(private=True), "kid": kid}]}
+
+    monkeypatch.setattr(fake, "jwks", jwks)
+    assert (await refused(jwt_validator(fake), fake.sign(fake.claims()))).reason == "unknown_kid"
+
+
+async def test_token_without_kid(fake: FakeAuthorizationServer) -> None:
+    await jwt_validator(fake).validate(fake.sign(fake.claims(), kid=None))  # one published key: unambiguous
+    fake.rotate()
+    two_keys = jwt_validator(fake)
+    assert (await refused(two_keys, fake.sign(fake.claims(jti="2"), kid=None))).reason == "unknown_kid"
+
+
+async def test_a_key_of_another_curve_under_the_token_kid(fake: FakeAuthorizationServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    kid = fake.active.thumbprint()
+    p384 = ECKey.generate_key("P-384", private=True)
+    monkeypatch.setattr(fake, "jwks", lambda: {"keys": [{**p384.as_dict(private=False), "kid": kid}]})
+    assert (await refused(jwt_validator(fake), fake.sign(fake.claims()))).reason == "algorithm_mismatch"
+
+
+@pytest.mark.parametrize(("claims", "reason"), [
+    ({"iss": "https://other.test"}, "wrong_issuer"),
+    ({"iss": None}, "wrong_issuer"),
+    ({"aud": "https://other.test"}, "wrong_audience"),
+    ({"aud": ["https://other.test", "https://x"]}, "wrong_audience"),
+    ({"aud": None}, "wrong_audience"),
+    ({"exp": None}, "malformed_claims"),
+    ({"exp": "tomorrow"}, "malformed_claims"),
+    ({"exp": 1}, "expired"),
+    ({"nbf": 4_000_000_000}, "not_yet_valid"),
+    ({"iat": 4_000_000_000, "exp": 4_000_000_600}, "not_yet_valid"),
+    ({"scope": ["accounts:read"]}, "malformed_claims"),
+    ({"client_id": 42}, "malformed_claims"),
+    ({"cnf": {"x5t#S256": 5}}, "malformed_claims"),
+])
+async def test_claims(fake: FakeAuthorizationServer, claims: dict[str, Any], reason: str) -> None:
+    assert (await refused(jwt_validator(fake), fake.sign(fake.claims(**claims)))).reason == reason
+
+
+async def test_audience_list_containing_ours(fake: FakeAuthorizationServer) -> None:
+    await jwt_validator(fake).validate(fake.sign(fake.claims(aud=["https://x", AUDIENCE])))
+
+
+async def test_opaque_tokens_go_to_introspection_when_configured(fake: FakeAuthorizationServer) -> None:
+    fake.introspection["opaque-1"] = {"active": True, **fake.claims(scope="accounts:read")}
+    without = jwt_validator(fake)
+    assert (await refused(without, "opaque-1")).reason == "not_a_jwt"
+    with_opaque = jwt_validator(fake, opaque=introspection_validator(fake))
+    assert (await with_opaque.validate("opaque-1")).source == "introspection"
+
+
+def test_configuration_is_validated(fake: FakeAuthorizationServer) -> None:
+    server = authorization_server(fake)
+    for algorithms in (["HS256"], ["none"], ["ES256", "HS512"], []):
+        with pytest.raises(ValueError, match="algorithms"):
+            jwt_validator(fake, algorithms=algorithms)
+    with pytest.raises(ValueError, match="audience"):
+        type(jwt_validator(fake))(server, audience="")
+    with pytest.raises(ValueError, match="leeway"):
+        jwt_validator(fake, leeway=-1)
+
+
+async def test_keys_unavailable_is_not_invalid_token(fake: FakeAuthorizationServer) -> None:
+    fake.down = True
+    with pytest.raises(VerificationUnavailable):
+        await jwt_validator(fake).validate(fake.sign(fake.claims()))
