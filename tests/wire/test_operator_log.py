@@ -1,0 +1,48 @@
+"""The operator finds out why a client was refused: one JSON line per refusal on the
+server's stderr, naming the client, the failed check and the presented certificate."""
+
+import re
+
+import pytest
+from cryptography import x509
+
+from authz.certificates.rejection import RejectionReason as R
+from tests.wire.client import WireClient
+from tests.wire.material import DN_CLIENT_SUBJECT, WirePKI
+
+pytestmark = pytest.mark.wire
+
+CASES = [
+    ("dn-client", "expired", R.EXPIRED, "tls_client_auth"),
+    ("dn-client", "other-subject", R.SUBJECT_DN_MISMATCH, "tls_client_auth"),
+    ("dns-client", "dn-client", R.SAN_DNS_MISMATCH, "tls_client_auth"),
+    ("dn-client", "untrusted-ca", R.UNTRUSTED_CHAIN, "tls_client_auth"),
+    ("self-signed-client", "unregistered-self-signed", R.NOT_REGISTERED, "self_signed_tls_client_auth"),
+]
+
+
+@pytest.mark.parametrize(("client_id", "cert", "reason", "method"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+def test_refusal_is_logged_with_the_certificate(wire: WireClient, pki: WirePKI, client_id: str, cert: str,
+                                                reason: R, method: str) -> None:
+    response = wire.token(pki[cert], client_id)
+    assert response.status == 401
+    [line] = response.failures()
+    presented = x509.load_pem_x509_certificate(pki[cert].cert.read_bytes())
+    assert line["level"] == "warning" and line["endpoint"] == "token" and line["error"] == "invalid_client"
+    assert line["client_id"] == client_id and line["method"] == method
+    assert line["reason"] == reason.name.lower() and line["error_description"] == reason.public_description
+    assert line["detail"]  # the operator's explanation, beyond the public wording
+    assert line["cert_sha256"] == pki[cert].sha256_hex
+    assert line["cert_subject"] == presented.subject.rfc4514_string()
+    assert line["cert_issuer"] == presented.issuer.rfc4514_string()
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", line["peer"])
+
+
+def test_wrong_subject_names_the_registered_subject(wire: WireClient, pki: WirePKI) -> None:
+    [line] = wire.token(pki["other-subject"], "dn-client").failures()
+    assert DN_CLIENT_SUBJECT in line["detail"]
+
+
+def test_refusal_without_certificate_is_logged(wire: WireClient) -> None:
+    [line] = wire.token(None, "dn-client").failures()
+    assert (line["client_id"], line["reason"], line["cert"]) == ("dn-client", "no_certificate", None)
