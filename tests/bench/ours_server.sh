@@ -1,0 +1,54 @@
+# Sourced by run_token_bench.sh and profile_token.sh: start and stop OUR server for a benchmark.
+# Needs: REPO VENV PKI TMP OUR_PORT LOG_LEVEL. Sets SERVER_PID. Callers trap EXIT -> stop_ours.
+# shellcheck shell=bash
+
+SERVER_PID=""
+
+# Our CLI reads AUTHZ_* from the environment: keep the caller's out of it.
+_clean_env() {
+  local v
+  CLEAN_ENV=(env)
+  while IFS= read -r v; do CLEAN_ENV+=(-u "$v"); done < <(compgen -e | grep '^AUTHZ_' || true)
+}
+_authz() { _clean_env; "${CLEAN_ENV[@]}" "$VENV/bin/authz" "$@"; }
+
+# authz serve --workers 1 on 127.0.0.1:$OUR_PORT with the peer PKI, a fresh data dir under $TMP and
+# the two benchmark clients; log in $TMP/authz-server.log. Returns once it answers over TLS.
+start_ours() {
+  local data="$TMP/data"
+  rm -rf "$data"; mkdir -p "$data"
+  _authz clients add bench-pki --auth-method tls_client_auth \
+    --subject-dn "CN=bench-client,O=Bench" --data-dir "$data" >/dev/null
+  _authz clients add bench-selfsigned --auth-method self_signed_tls_client_auth \
+    --cert "$PKI/selfsigned.crt" --data-dir "$data" >/dev/null
+  _clean_env
+  # A simple command (not a function) in the background, so that $! is the server process itself
+  # (env execs authz): its PID is what gets signalled and whose VmHWM is read.
+  "${CLEAN_ENV[@]}" "$VENV/bin/authz" serve --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" \
+    --trust-anchor "$PKI/ca.crt" --host 127.0.0.1 --port "$OUR_PORT" --data-dir "$data" --workers 1 \
+    --log-level "$LOG_LEVEL" --log-format json > "$TMP/authz-server.log" 2>&1 &
+  SERVER_PID=$!
+  local up=0
+  for _ in $(seq 1 300); do
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/authz-server.log" >&2; echo "our server exited" >&2; return 1; }
+    if curl -s -o /dev/null --cacert "$PKI/ca.crt" \
+      "https://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server"; then up=1; break; fi
+    sleep 0.1
+  done
+  [ "$up" = 1 ] || { tail -20 "$TMP/authz-server.log" >&2; echo "our server did not answer within 30 s" >&2; return 1; }
+  local dirty=""
+  git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
+  echo "our server: authz $(_authz --version | awk '{print $NF}') git $(git -C "$REPO" rev-parse --short HEAD)$dirty pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL"
+}
+
+# SIGINT (uvicorn's graceful shutdown), SIGKILL after 10 s. Only the PID this script started.
+stop_ours() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    echo "our server stopped (pid $SERVER_PID)"
+  fi
+  SERVER_PID=""
+}
