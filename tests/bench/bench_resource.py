@@ -5,7 +5,7 @@
     .venv/bin/python tests/bench/bench_resource.py --rounds 1 --duration 4
 
 One run starts a real authorization server (``authz serve``) and three servers of the same
-route, ``GET /accounts/acc-1001`` of the sample API (resource/sample/app.py), each one
+route, ``GET /accounts/acc-1001`` of the sample API (resource/authz_resource/sample/app.py), each one
 uvicorn worker (httptools + uvloop, direct TLS requesting client certificates via
 ``authz.tls``, exactly like ``authz sample-api``):
 
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-# The project's "resource" package must win over the standard-library module of that name.
+# The repository root, for tests.support (the server side imports authz_resource, installed).
 sys.path.insert(0, str(REPO))
 
 LOADGEN_SOURCE = REPO.parent / "shared" / "bench" / "peer" / "loadgen.c"
@@ -59,15 +59,14 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def serve(options: argparse.Namespace) -> None:
     """One variant, in its own process: ``bench_resource.py --serve MODE ...``."""
-    from resource import AuthorizationServer, IntrospectionValidator, JWTAccessTokenValidator
-    from resource.sample import app as sample
-    from resource.serving import uvicorn_tls_options
-
     import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Route
 
     from authz.logs import configure_logging
+    from authz_resource import AuthorizationServer, IntrospectionValidator, JWTAccessTokenValidator
+    from authz_resource.sample import app as sample
+    from authz_resource.serving import uvicorn_tls_options
 
     configure_logging("warning", "json")
     if options.serve == "open":

@@ -34,7 +34,7 @@ class RecordingLog:
 @pytest.fixture
 def refusal_log(monkeypatch: pytest.MonkeyPatch) -> RecordingLog:
     recorder = RecordingLog()
-    monkeypatch.setattr("resource.middleware.log", recorder)
+    monkeypatch.setattr("authz_resource.middleware.log", recorder)
     return recorder
 
 

@@ -6,14 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from resource import (
-    AuthorizationServer,
-    BearerTokenMiddleware,
-    IntrospectionValidator,
-    JWTAccessTokenValidator,
-    TokenValidator,
-    require_scopes,
-)
 from typing import Any
 
 import httpx
@@ -24,6 +16,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from authz.certificates.thumbprint import x5t_s256
+from authz_resource import (
+    AuthorizationServer,
+    BearerTokenMiddleware,
+    IntrospectionValidator,
+    JWTAccessTokenValidator,
+    TokenValidator,
+    require_scopes,
+)
 from tests.resource.fake_as import AUDIENCE, ISSUER, FakeAuthorizationServer
 from tests.support.pki import Issued
 

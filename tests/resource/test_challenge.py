@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from resource import InsufficientScope, InvalidRequest, InvalidToken, NoToken, VerificationUnavailable
-from resource.challenge import check_realm, render
 
 import pytest
+
+from authz_resource import InsufficientScope, InvalidRequest, InvalidToken, NoToken, VerificationUnavailable
+from authz_resource.challenge import check_realm, render
 
 # RFC 6750 §3: auth-param values are quoted strings of %x20-21 / %x23-5B / %x5D-7E.
 QUOTED = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from resource import AuthorizationServer, InvalidToken, VerificationUnavailable
-from resource.authorization_server import metadata_url
 from typing import Any
 
 import httpx
 import pytest
 
+from authz_resource import AuthorizationServer, InvalidToken, VerificationUnavailable
+from authz_resource.authorization_server import metadata_url
 from tests.resource.fake_as import AUDIENCE, ISSUER, FakeAuthorizationServer
 from tests.resource.inprocess import introspection_validator
 
@@ -115,7 +115,7 @@ async def test_mtls_endpoint_alias_is_preferred() -> None:
         return httpx.Response(200, json={"active": True, "aud": AUDIENCE})
 
     server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-    from resource import IntrospectionValidator
+    from authz_resource import IntrospectionValidator
 
     await IntrospectionValidator(server, client_id="rs", audience=AUDIENCE).validate("t")
     assert seen[-1] == "https://mtls.as.test/introspect"
@@ -130,7 +130,7 @@ async def test_bad_answers_are_unavailable(status: int, body: bytes) -> None:
         return httpx.Response(status, content=body)
 
     server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-    from resource import IntrospectionValidator
+    from authz_resource import IntrospectionValidator
 
     with pytest.raises(VerificationUnavailable) as info:
         await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from resource import InvalidToken, VerificationUnavailable
 from typing import Any
 
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from authz_resource import InvalidToken, VerificationUnavailable
 from tests.resource.fake_as import AUDIENCE, FakeAuthorizationServer, unsigned
 from tests.resource.inprocess import authorization_server, introspection_validator, jwt_validator
 
@@ -37,7 +37,7 @@ async def test_verified_tokens_are_cached_until_they_expire(fake: FakeAuthorizat
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("resource.access_jwt.jws.deserialize_compact", counting)
+    monkeypatch.setattr("authz_resource.access_jwt.jws.deserialize_compact", counting)
     token = fake.sign(fake.claims(exp=int(now[0]) + 60))
     first = await validator.validate(token)
     assert await validator.validate(token) is first and len(calls) == 1

@@ -5,7 +5,6 @@ same paths through real handshakes)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from resource import RequireScopes, require_scopes
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from authz_resource import RequireScopes, require_scopes
 from tests.resource.conftest import RecordingLog
 from tests.resource.fake_as import FakeAuthorizationServer
 from tests.resource.inprocess import Harness, chain_of, harness, jwt_validator, thumbprint

@@ -1,4 +1,4 @@
-"""``authz sample-api`` refuses bad configuration before binding, naming the option."""
+"""``authz-sample-api`` refuses bad configuration before binding, naming the option."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.resource.wire import REPO
-from tests.support.server import AUTHZ
+from tests.resource.wire import REPO, SAMPLE_API
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -18,7 +17,7 @@ from tests.support.server import AUTHZ
 ])
 def test_bad_configuration_is_refused(extra: list[str], message: str) -> None:
     not_pem = str(REPO / "pyproject.toml")
-    result = subprocess.run([*AUTHZ, "sample-api", "--tls-cert", not_pem, "--tls-key", not_pem, *extra],
+    result = subprocess.run([*SAMPLE_API, "--tls-cert", not_pem, "--tls-key", not_pem, *extra],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

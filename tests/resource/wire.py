@@ -1,5 +1,6 @@
 """A real deployment on loopback for the wire tests: ``authz serve`` (tests/support/server.py)
-plus the sample API in JWT mode and in introspection mode (``python -m authz sample-api``),
+plus the sample API in JWT mode and in introspection mode (``python -m authz_resource.sample``,
+the ``authz-sample-api`` command),
 all over TLS with client certificates from tests/support/pki.py."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import contextlib
 import os
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +25,10 @@ from joserfc.jwk import ECKey
 from authz.certificates.thumbprint import x5t_s256
 from authz.storage.sqlite import SQLiteRecordStore
 from tests.support.pki import TestCA
-from tests.support.server import AUTHZ, RunningServer, authz_cli, free_port, start_server
+from tests.support.server import RunningServer, authz_cli, free_port, start_server
 
 REPO = Path(__file__).resolve().parents[2]
+SAMPLE_API = [sys.executable, "-m", "authz_resource.sample"]
 SCOPES = {"alice": "accounts:read accounts:write", "bob": "accounts:read", "carol": "accounts:read", "rs": ""}
 
 
@@ -125,15 +128,15 @@ class Deployment:
 
 def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path],
                      extra_args: Sequence[str] = (), timeout: float = 20.0) -> RunningServer:
-    """``python -m authz sample-api`` on a free port; returns when it accepts requests."""
+    """The sample API on a free port; returns when it accepts requests."""
     port = free_port()
     log_path = directory / f"{name}.log"
-    args = [*AUTHZ, "sample-api", "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--issuer", issuer,
+    args = [*SAMPLE_API, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--issuer", issuer,
             "--ca-file", str(ca_file), "--port", str(port), *extra_args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     with open(log_path, "wb") as log_file:
-        # cwd: the project's "resource" package must win over the standard-library module.
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        # cwd outside the repository: the installed authz_resource is what runs.
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=directory)
     server = RunningServer(process, port, directory, log_path, ca_file)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

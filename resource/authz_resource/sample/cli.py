@@ -1,4 +1,5 @@
-"""``authz sample-api``: run the sample accounts API over TLS, requesting client certificates.
+"""``authz-sample-api`` (also ``authz sample-api``): run the sample accounts API over TLS,
+requesting client certificates.
 
 Imports stay inside the command so that registering it costs the ``authz`` CLI nothing.
 """
@@ -48,13 +49,12 @@ def sample_api(**options: Any) -> None:
     with --client-cert/--client-key/--client-id it also introspects opaque tokens.
     --introspection asks the authorization server about every (uncached) token.
     """
-    from resource.sample.app import create_app
-    from resource.serving import uvicorn_tls_options
-
     import uvicorn
 
     from authz.logs import configure_logging
     from authz.tls.context import ServerTLSError
+    from authz_resource.sample.app import create_app
+    from authz_resource.serving import uvicorn_tls_options
 
     configure_logging(options["log_level"], options["log_format"])
     try:
@@ -74,7 +74,7 @@ def sample_api(**options: Any) -> None:
 
 
 def _validator(options: dict[str, Any]) -> Any:
-    from resource import AuthorizationServer, IntrospectionValidator, JWTAccessTokenValidator
+    from authz_resource import AuthorizationServer, IntrospectionValidator, JWTAccessTokenValidator
 
     client = [options["client_cert"], options["client_key"], options["client_id"]]
     if any(client) and not all(client):

@@ -5,7 +5,7 @@ Per request: take the token from the Authorization header, have the validator ve
 (JWT signature or introspection, issuer, audience, time), check that it is bound to the
 client certificate of this TLS connection, then hand the verified ``AccessToken`` to the
 application as ``scope["auth"]`` (Starlette: ``request.auth``). Routes declare the scopes
-they need with ``resource.scopes``. Every refusal is answered per RFC 6750 §3 and logged
+they need with ``authz_resource.scopes``. Every refusal is answered per RFC 6750 §3 and logged
 once, with the reason the client is not told.
 
 All per-request state lives in locals; the instance only holds configuration and the
@@ -15,23 +15,24 @@ validator's caches, so one instance serves concurrent requests.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from resource._asgi import ASGIApp, Message, Receive, Scope, Send
-from resource.bearer import bearer_token
-from resource.binding import check_binding, connection_certificate
-from resource.challenge import check_realm, render
-from resource.errors import InsufficientScope, Refusal
-from resource.token import AccessToken
-from resource.validator import TokenValidator
 from typing import Any
 
 import structlog
 
+from authz_resource._asgi import ASGIApp, Message, Receive, Scope, Send
+from authz_resource.bearer import bearer_token
+from authz_resource.binding import check_binding, connection_certificate
+from authz_resource.challenge import check_realm, render
+from authz_resource.errors import InsufficientScope, Refusal
+from authz_resource.token import AccessToken
+from authz_resource.validator import TokenValidator
+
 __all__ = ["CHALLENGE_KEY", "BearerTokenMiddleware", "Challenger"]
 
-log = structlog.get_logger("resource.bearer")
+log = structlog.get_logger("authz_resource.bearer")
 
 # scope key under which the middleware leaves its Challenger, for route-level scope checks.
-CHALLENGE_KEY = "resource.challenger"
+CHALLENGE_KEY = "authz_resource.challenger"
 
 
 class Challenger:

@@ -15,16 +15,17 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from resource.errors import VerificationUnavailable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
 
+from authz_resource.errors import VerificationUnavailable
+
 __all__ = ["AuthorizationServer", "metadata_url"]
 
-log = structlog.get_logger("resource.authorization_server")
+log = structlog.get_logger("authz_resource.authorization_server")
 
 _MAX_DOCUMENT = 1024 * 1024
 _UNAVAILABLE = "the authorization server could not be reached to verify the access token; retry later"

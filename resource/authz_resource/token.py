@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from resource.errors import InvalidToken
 from types import MappingProxyType
 from typing import Any, Literal
+
+from authz_resource.errors import InvalidToken
 
 __all__ = ["AccessToken", "parse_scope"]
 

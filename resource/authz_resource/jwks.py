@@ -16,16 +16,17 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from resource.errors import InvalidToken, VerificationUnavailable
 from typing import Any
 
 import structlog
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
+from authz_resource.errors import InvalidToken, VerificationUnavailable
+
 __all__ = ["KeyCache", "PublishedKeys"]
 
-log = structlog.get_logger("resource.jwks")
+log = structlog.get_logger("authz_resource.jwks")
 
 
 @dataclass(frozen=True, slots=True)

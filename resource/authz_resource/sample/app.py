@@ -11,7 +11,6 @@ The store is a dict in the application's state: a sample, not a bank.
 from __future__ import annotations
 
 import secrets
-from resource import BearerTokenMiddleware, TokenValidator, require_scopes
 from typing import Any
 
 import structlog
@@ -20,9 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from authz_resource import BearerTokenMiddleware, TokenValidator, require_scopes
+
 __all__ = ["create_app", "routes"]
 
-log = structlog.get_logger("resource.sample")
+log = structlog.get_logger("authz_resource.sample")
 
 _CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
 

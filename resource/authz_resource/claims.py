@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from resource.errors import InvalidToken
 from typing import Any
+
+from authz_resource.errors import InvalidToken
 
 __all__ = ["check_audience", "check_issuer", "check_time"]
 

@@ -18,22 +18,23 @@ import binascii
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from resource.authorization_server import AuthorizationServer
-from resource.cache import TokenCache
-from resource.claims import check_audience, check_issuer, check_time
-from resource.errors import InvalidToken, VerificationUnavailable
-from resource.jwks import KeyCache
-from resource.token import AccessToken
-from resource.validator import TokenValidator
 from typing import Any
 
 import structlog
 from joserfc import jws
 from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTypeError, JoseError
 
+from authz_resource.authorization_server import AuthorizationServer
+from authz_resource.cache import TokenCache
+from authz_resource.claims import check_audience, check_issuer, check_time
+from authz_resource.errors import InvalidToken, VerificationUnavailable
+from authz_resource.jwks import KeyCache
+from authz_resource.token import AccessToken
+from authz_resource.validator import TokenValidator
+
 __all__ = ["ASYMMETRIC_ALGORITHMS", "JWTAccessTokenValidator"]
 
-log = structlog.get_logger("resource.jwt")
+log = structlog.get_logger("authz_resource.jwt")
 
 # Public-key signature algorithms only: an HMAC algorithm would let anyone holding the
 # published (public) key mint tokens.

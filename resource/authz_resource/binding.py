@@ -8,12 +8,12 @@ the same reader the authorization server uses, so both sides agree on what was p
 from __future__ import annotations
 
 import hmac
-from resource._asgi import Scope
-from resource.errors import InvalidToken
-from resource.token import AccessToken
 
 from authz.certificates.presented import PresentedCertificate, presented_certificate
 from authz.certificates.rejection import CertificateRejected
+from authz_resource._asgi import Scope
+from authz_resource.errors import InvalidToken
+from authz_resource.token import AccessToken
 
 __all__ = ["check_binding", "connection_certificate"]
 

@@ -7,9 +7,10 @@ application sees it. A token in the query is refused explicitly, so the client l
 
 from __future__ import annotations
 
-from resource._asgi import Scope
-from resource.errors import InvalidRequest, NoToken
 from urllib.parse import parse_qsl
+
+from authz_resource._asgi import Scope
+from authz_resource.errors import InvalidRequest, NoToken
 
 __all__ = ["bearer_token"]
 

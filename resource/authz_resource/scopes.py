@@ -18,15 +18,16 @@ import functools
 import inspect
 import json
 from collections.abc import Callable
-from resource._asgi import Scope
-from resource.errors import InsufficientScope, NoToken, Refusal
-from resource.middleware import CHALLENGE_KEY, Challenger
-from resource.token import AccessToken
 from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+
+from authz_resource._asgi import Scope
+from authz_resource.errors import InsufficientScope, NoToken, Refusal
+from authz_resource.middleware import CHALLENGE_KEY, Challenger
+from authz_resource.token import AccessToken
 
 __all__ = ["RequireScopes", "check_scopes", "require_scopes"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from resource.errors import InsufficientScope, NoToken, Refusal, VerificationUnavailable
+
+from authz_resource.errors import InsufficientScope, NoToken, Refusal, VerificationUnavailable
 
 __all__ = ["check_realm", "render", "www_authenticate"]
 

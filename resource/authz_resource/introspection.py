@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from resource.authorization_server import AuthorizationServer
-from resource.cache import TokenCache
-from resource.claims import check_audience, check_issuer, check_time
-from resource.errors import InvalidToken, VerificationUnavailable
-from resource.token import AccessToken
-from resource.validator import TokenValidator
 from typing import Any
 
 import structlog
 
+from authz_resource.authorization_server import AuthorizationServer
+from authz_resource.cache import TokenCache
+from authz_resource.claims import check_audience, check_issuer, check_time
+from authz_resource.errors import InvalidToken, VerificationUnavailable
+from authz_resource.token import AccessToken
+from authz_resource.validator import TokenValidator
+
 __all__ = ["IntrospectionValidator"]
 
-log = structlog.get_logger("resource.introspection")
+log = structlog.get_logger("authz_resource.introspection")
 
 _INACTIVE = "the access token is not active: it is expired, revoked or unknown to the authorization server"
 

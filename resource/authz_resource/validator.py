@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resource.token import AccessToken
+from authz_resource.token import AccessToken
 
 __all__ = ["TokenValidator"]
 
