@@ -104,16 +104,17 @@ class JWTAccessTokenValidator(TokenValidator):
     async def _verify(self, token: str, now: float) -> AccessToken:
         header = _header(token)
         alg = header.get("alg")
-        if alg not in self.algorithms:
+        # isinstance first: a list or object would not even be hashable for the set lookup.
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise InvalidToken("algorithm_not_allowed", f"the access token's signing algorithm is not accepted "
                                f"(alg {_short(alg)}; accepted: {', '.join(sorted(self.algorithms))})")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in _TYPES:
             raise InvalidToken("wrong_typ", "the token is not a JWT access token (typ must be at+jwt, RFC 9068)",
-                               detail=f"typ {typ!r}")
+                               detail=f"typ {_short(typ)}")
         if "crit" in header:
             raise InvalidToken("crit_header", "the access token has critical header parameters this server "
-                               "does not understand", detail=f"crit {header['crit']!r}")
+                               "does not understand", detail=f"crit {_short(header['crit'])}")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("malformed_jwt", "the access token's kid header is not a string")
@@ -122,7 +123,7 @@ class JWTAccessTokenValidator(TokenValidator):
             raise InvalidToken("algorithm_mismatch", "the access token's algorithm does not match its key",
                                detail=f"alg {alg}, key {kid!r} is for {key.alg}")
         try:
-            verified = jws.deserialize_compact(token, key, algorithms=[str(alg)])
+            verified = jws.deserialize_compact(token, key, algorithms=[alg])
         except BadSignatureError:
             raise InvalidToken("bad_signature", "the access token's signature is not valid",
                                detail=f"kid {kid!r}, alg {alg}") from None
@@ -134,7 +135,7 @@ class JWTAccessTokenValidator(TokenValidator):
                                detail=f"{type(exc).__name__}: {exc}") from None
         try:
             claims = json.loads(verified.payload)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             claims = None
         if not isinstance(claims, dict):
             raise InvalidToken("malformed_jwt", "the access token's payload is not a JSON object")
@@ -162,7 +163,8 @@ def _header(token: str) -> Mapping[str, Any]:
     segment = token.partition(".")[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
+        # RecursionError: a header of a few thousand nested arrays fits in a 16 KiB token.
         header = None
     if not isinstance(header, dict):
         raise InvalidToken("malformed_jwt", "the access token's JOSE header is not base64url JSON")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 
 from authz_resource import InvalidToken, VerificationUnavailable
-from tests.resource.fake_as import AUDIENCE, FakeAuthorizationServer, unsigned
+from tests.resource.fake_as import AUDIENCE, FakeAuthorizationServer, b64url, unsigned
 from tests.resource.inprocess import authorization_server, introspection_validator, jwt_validator
 
 
@@ -210,3 +211,16 @@ async def test_keys_unavailable_is_not_invalid_token(fake: FakeAuthorizationServ
     fake.down = True
     with pytest.raises(VerificationUnavailable):
         await jwt_validator(fake).validate(fake.sign(fake.claims()))
+
+
+@pytest.mark.parametrize("alg", [["ES256"], {"alg": "ES256"}, 256, True])
+async def test_non_string_alg_is_refused_not_a_crash(fake: FakeAuthorizationServer, alg: Any) -> None:
+    token = unsigned({"alg": alg, "typ": "at+jwt", "kid": fake.active.thumbprint()}, fake.claims(), b"x" * 64)
+    assert (await refused(jwt_validator(fake), token)).reason == "algorithm_not_allowed"
+
+
+@pytest.mark.parametrize("segment", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
+                                     b'{"alg":' + b"9" * 5000 + b"}", b"\xff\xfe", b'"at+jwt"'])
+async def test_hostile_header_json_is_malformed(fake: FakeAuthorizationServer, segment: bytes) -> None:
+    token = b64url(segment) + "." + b64url(json.dumps(fake.claims()).encode()) + "." + b64url(b"x" * 64)
+    assert (await refused(jwt_validator(fake), token)).reason == "malformed_jwt"
