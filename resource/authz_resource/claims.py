@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from authz_resource.errors import InvalidToken
 
-__all__ = ["check_audience", "check_issuer", "check_time"]
+__all__ = ["check_audience", "check_issuer", "check_time", "numeric_date"]
 
 
 def check_issuer(claims: Mapping[str, Any], issuer: str, *, required: bool) -> None:
@@ -29,24 +30,41 @@ def check_audience(claims: Mapping[str, Any], audience: str, *, required: bool) 
                            detail=f"aud {aud!r}, expected {audience!r}")
 
 
+def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """``claims[name]`` as a NumericDate (RFC 7519 §2), None when absent.
+
+    Only finite numbers: Python's JSON reader accepts ``NaN`` and ``Infinity``, and an
+    ``exp`` of NaN compares false with every time, so it would never expire; an integer of
+    hundreds of digits does not even convert to a float."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken("malformed_claims", f"the access token's {name} claim is not a number",
+                           detail=f"{name}={str(value)[:40]!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidToken("malformed_claims", f"the access token's {name} claim is not a valid time",
+                           detail=f"{name}={str(value)[:40]!r}")
+    return number
+
+
 def check_time(claims: Mapping[str, Any], now: float, leeway: float) -> None:
-    """``exp`` (required), ``nbf`` and ``iat`` against ``now``, with ``leeway`` seconds of
-    tolerance for clock skew between the authorization server and this host."""
-    exp = claims.get("exp")
-    if _number(exp) and now >= exp + leeway:  # type: ignore[operator]
+    """``exp``, ``nbf`` and ``iat`` against ``now``, with ``leeway`` seconds of tolerance
+    for clock skew between the authorization server and this host. Each, when present,
+    must be a finite number; whether ``exp`` is required is the caller's decision."""
+    exp = numeric_date(claims, "exp")
+    if exp is not None and now >= exp + leeway:
         raise InvalidToken("expired", "the access token has expired",
-                           detail=f"exp {exp}, now {now:.0f}, leeway {leeway}s")
-    nbf = claims.get("nbf")
-    if _number(nbf) and now < nbf - leeway:  # type: ignore[operator]
+                           detail=f"exp {exp:.0f}, now {now:.0f}, leeway {leeway}s")
+    nbf = numeric_date(claims, "nbf")
+    if nbf is not None and now < nbf - leeway:
         raise InvalidToken("not_yet_valid", "the access token is not valid yet (nbf is in the future)",
-                           detail=f"nbf {nbf}, now {now:.0f}, leeway {leeway}s")
-    iat = claims.get("iat")
-    if _number(iat) and now < iat - leeway:  # type: ignore[operator]
+                           detail=f"nbf {nbf:.0f}, now {now:.0f}, leeway {leeway}s")
+    iat = numeric_date(claims, "iat")
+    if iat is not None and now < iat - leeway:
         raise InvalidToken("not_yet_valid", "the access token is not valid yet (issued in the future, iat)",
-                           detail=f"iat {iat}, now {now:.0f}, leeway {leeway}s")
-    if iat is not None and not _number(iat):
-        raise InvalidToken("malformed_claims", "the access token's iat claim is not a number", detail=f"iat={iat!r}")
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+                           detail=f"iat {iat:.0f}, now {now:.0f}, leeway {leeway}s")

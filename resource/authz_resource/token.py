@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from authz_resource.claims import numeric_date
 from authz_resource.errors import InvalidToken
 
 __all__ = ["AccessToken", "parse_scope"]
@@ -36,22 +37,17 @@ class AccessToken:
 
         ``exp`` is required in a JWT (RFC 9068 §2.2); an introspection response may omit it
         (RFC 7662 §2.2), and the token then lives as long as the authorization server says."""
-        exp = claims.get("exp")
-        if exp is None and source == "introspection":
+        exp = numeric_date(claims, "exp")
+        if exp is None:
+            if source != "introspection":
+                raise InvalidToken("malformed_claims", "the access token has no valid exp claim", detail="exp=None")
             exp = math.inf
-        if not _is_number(exp):
-            raise InvalidToken("malformed_claims", "the access token has no valid exp claim",
-                               detail=f"exp={exp!r}")
-        nbf = claims.get("nbf")
-        if nbf is not None and not _is_number(nbf):
-            raise InvalidToken("malformed_claims", "the access token's nbf claim is not a number",
-                               detail=f"nbf={nbf!r}")
         return cls(
             # Read-only: a cached token is shared by every request that presents it.
             claims=MappingProxyType(dict(claims)),
             scopes=parse_scope(claims.get("scope")),
-            expires_at=float(exp),  # type: ignore[arg-type]
-            not_before=float(nbf) if nbf is not None else None,
+            expires_at=exp,
+            not_before=numeric_date(claims, "nbf"),
             client_id=_optional_str(claims, "client_id"),
             subject=_optional_str(claims, "sub"),
             jti=_optional_str(claims, "jti"),
@@ -62,10 +58,6 @@ class AccessToken:
     def log_fields(self) -> dict[str, Any]:
         """Identifies the token in a log line without the token itself."""
         return {"client_id": self.client_id, "sub": self.subject, "jti": self.jti, "token_source": self.source}
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:

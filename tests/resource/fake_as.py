@@ -56,7 +56,10 @@ class FakeAuthorizationServer:
         if request.url.path == "/introspect" and request.method == "POST":
             form = parse_qs(request.content.decode())
             self.introspection_forms.append(form)
-            return httpx.Response(200, json=self.introspection.get(form["token"][0], {"active": False}))
+            # json.dumps, not json=: an answer may hold NaN/Infinity on purpose (httpx refuses them).
+            answer = self.introspection.get(form["token"][0], {"active": False})
+            return httpx.Response(200, content=json.dumps(answer).encode(),
+                                  headers={"content-type": "application/json"})
         return httpx.Response(404, json={"error": "not_found"})
 
     def transport(self) -> httpx.MockTransport:

@@ -152,3 +152,10 @@ def test_configuration_is_validated(tmp_path: Any) -> None:
         AuthorizationServer(ISSUER, ca_file=tmp_path / "missing.pem")
     with pytest.raises(ValueError, match="client_cert"):
         AuthorizationServer(ISSUER, client_cert=tmp_path / "c.pem", client_key=tmp_path / "k.pem")
+
+
+@pytest.mark.parametrize("times", [{"exp": float("nan")}, {"exp": 10**400}, {"nbf": 10**400}, {"iat": float("inf")}],
+                         ids=["exp-nan", "exp-huge", "nbf-huge", "iat-inf"])
+async def test_time_members_must_be_finite_numbers(fake: FakeAuthorizationServer, times: dict[str, Any]) -> None:
+    fake.introspection["t"] = {"active": True, **times}
+    assert (await refused(introspection_validator(fake), "t")).reason == "malformed_claims"

@@ -224,3 +224,20 @@ async def test_non_string_alg_is_refused_not_a_crash(fake: FakeAuthorizationServ
 async def test_hostile_header_json_is_malformed(fake: FakeAuthorizationServer, segment: bytes) -> None:
     token = b64url(segment) + "." + b64url(json.dumps(fake.claims()).encode()) + "." + b64url(b"x" * 64)
     assert (await refused(jwt_validator(fake), token)).reason == "malformed_jwt"
+
+
+@pytest.mark.parametrize("claims", [
+    pytest.param({"exp": float("nan")}, id="exp-nan"),
+    pytest.param({"exp": float("inf")}, id="exp-inf"),
+    pytest.param({"exp": 10**400}, id="exp-huge"),
+    pytest.param({"exp": -(10**400)}, id="exp-huge-negative"),
+    pytest.param({"nbf": 10**400}, id="nbf-huge"),
+    pytest.param({"nbf": float("nan")}, id="nbf-nan"),
+    pytest.param({"nbf": "now"}, id="nbf-string"),
+    pytest.param({"iat": 10**400}, id="iat-huge"),
+    pytest.param({"iat": float("-inf")}, id="iat-minus-inf"),
+    pytest.param({"iat": True}, id="iat-bool"),
+])
+async def test_time_claims_must_be_finite_numbers(fake: FakeAuthorizationServer, claims: dict[str, Any]) -> None:
+    """NaN compares false with everything, so an exp of NaN would never expire."""
+    assert (await refused(jwt_validator(fake), fake.sign(fake.claims(**claims)))).reason == "malformed_claims"
