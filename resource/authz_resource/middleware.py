@@ -14,6 +14,7 @@ validator's caches, so one instance serves concurrent requests.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -23,7 +24,7 @@ from authz_resource._asgi import ASGIApp, Message, Receive, Scope, Send
 from authz_resource.bearer import bearer_token
 from authz_resource.binding import check_binding, connection_certificate
 from authz_resource.challenge import check_realm, render
-from authz_resource.errors import InsufficientScope, Refusal
+from authz_resource.errors import InsufficientScope, InvalidToken, Refusal
 from authz_resource.token import AccessToken
 from authz_resource.validator import TokenValidator
 
@@ -41,23 +42,27 @@ class Challenger:
     def __init__(self, realm: str) -> None:
         self.realm = check_realm(realm)
 
-    def log(self, refusal: Refusal, scope: Scope, token: AccessToken | None = None, **fields: Any) -> None:
+    def log(self, refusal: Refusal, scope: Scope, token: AccessToken | None = None, *, level: str | None = None,
+            **fields: Any) -> None:
         client = scope.get("client")
-        event = log.warning if refusal.status >= 500 else log.info
-        event(
-            "bearer_token_refused",
-            status=refusal.status,
-            error=refusal.error,
-            reason=refusal.reason,
-            error_description=refusal.description,
-            detail=refusal.detail or None,
-            method=scope.get("method"),
-            path=scope.get("path"),
-            peer=f"{client[0]}:{client[1]}" if client else None,
-            **(token.log_fields() if token is not None else {}),
-            **refusal.log_fields,
-            **fields,
-        )
+        line: dict[str, Any] = {
+            "status": refusal.status,
+            "error": refusal.error,
+            "reason": refusal.reason,
+            "error_description": refusal.description,
+            "detail": refusal.detail or None,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "peer": f"{client[0]}:{client[1]}" if client else None,
+        }
+        # Merged, not passed as separate **kwargs: a field name used twice must not turn a
+        # refusal into a TypeError (HTTP 500).
+        if token is not None:
+            line.update(token.log_fields())
+        line.update(refusal.log_fields)
+        line.update(fields)
+        event = getattr(log, level or ("warning" if refusal.status >= 500 else "info"))
+        event("bearer_token_refused", **line)
 
     def response(self, refusal: Refusal) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         return render(refusal, self.realm)
@@ -66,8 +71,10 @@ class Challenger:
         status, headers, body = render(refusal, self.realm)
         if scope["type"] == "websocket":
             # Closing before accepting makes the server answer the handshake with 403;
-            # the close reason carries what a Bearer challenge would have said.
-            await send({"type": "websocket.close", "code": 1008, "reason": refusal.description[:120]})
+            # the close reason carries what a Bearer challenge would have said. A close
+            # reason is at most 123 bytes of UTF-8, and descriptions can quote token input.
+            reason = refusal.description.encode("ascii", "replace").decode("ascii")[:120]
+            await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -127,6 +134,16 @@ class BearerTokenMiddleware:
             self.challenger.log(refusal, scope, token, **_certificate_fields(scope))
             await self.challenger.send(refusal, scope, send)
             return
+        except Exception as exc:
+            # Last resort for a defect in a validator (ours or a custom one): fail closed as
+            # invalid_token, never a 500 with a stack trace; the operator gets the traceback.
+            # The application's own errors are not caught: it runs outside this block.
+            failure = InvalidToken("verification_error", "the access token could not be verified",
+                                   detail=f"{type(exc).__name__}: {exc}"[:500])
+            self.challenger.log(failure, scope, token, level="error", traceback=_traceback(exc),
+                                **_certificate_fields(scope))
+            await self.challenger.send(failure, scope, send)
+            return
         scope["auth"] = token
         await self.app(scope, receive, send)
 
@@ -142,6 +159,10 @@ class BearerTokenMiddleware:
             return message
 
         return wrapped
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))[-4000:]
 
 
 def _certificate_fields(scope: Scope) -> dict[str, Any]:
