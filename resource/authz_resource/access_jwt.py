@@ -81,7 +81,9 @@ class JWTAccessTokenValidator(TokenValidator):
         self.keys = KeyCache(server.jwks, max_age=jwks_max_age, refresh_cooldown=jwks_refresh_cooldown)
         self._opaque = opaque
         self._clock = clock
-        self._cache: TokenCache[AccessToken] = TokenCache(cache_size)
+        # Keyed by the token itself: only tokens with a valid signature are cached, and the
+        # hit path is the hot path (no hashing).
+        self._cache: TokenCache[str, AccessToken] = TokenCache(cache_size)
         self._cache_generation = 0
 
     async def validate(self, token: str) -> AccessToken:

@@ -71,6 +71,9 @@ class AuthorizationServer:
             raise ValueError("client_cert and client_key go together")
         if timeout <= 0 or metadata_max_age <= 0:
             raise ValueError("timeout and metadata_max_age must be positive")
+        self.presents_client_certificate = client_cert is not None or http_client is not None
+        """Whether requests can carry the resource server's certificate (a client brought
+        with ``http_client`` is trusted to be configured as needed)."""
         self._verify: ssl.SSLContext | None = None
         if http_client is None:
             # Built now so that a missing or unreadable file fails at start-up, naming it.

@@ -5,11 +5,15 @@ The resource server authenticates as an OAuth client with its own certificate (R
 ``cache_ttl`` seconds (never past the token's ``exp``): that is the longest a revocation
 can go unnoticed, and the price of not asking the authorization server on every request
 (RFC 7662 §4). Concurrent requests with the same uncached token share one introspection.
+
+The cache is keyed by the SHA-256 digest of the token: inactive answers are cached too,
+so anyone can fill it, and 10,000 made-up 16 KiB tokens would otherwise pin 160 MiB.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,6 +48,9 @@ class IntrospectionValidator(TokenValidator):
     ) -> None:
         if not client_id:
             raise ValueError("client_id is required: the resource server's registration at the authorization server")
+        if not server.presents_client_certificate:
+            raise ValueError("introspection needs the resource server's client certificate (RFC 8705 section 2): "
+                             "AuthorizationServer(issuer, client_cert=..., client_key=...)")
         if not 0 <= cache_ttl <= 3600:
             raise ValueError("cache_ttl must be between 0 and 3600 seconds")
         self.server = server
@@ -52,19 +59,20 @@ class IntrospectionValidator(TokenValidator):
         self.leeway = leeway
         self.cache_ttl = cache_ttl
         self._clock = clock
-        self._cache: TokenCache[AccessToken | InvalidToken] = TokenCache(cache_size)
-        self._in_flight: dict[str, asyncio.Task[AccessToken | InvalidToken]] = {}
+        self._cache: TokenCache[bytes, AccessToken | InvalidToken] = TokenCache(cache_size)
+        self._in_flight: dict[bytes, asyncio.Task[AccessToken | InvalidToken]] = {}
         self.introspection_count = 0
 
     async def validate(self, token: str) -> AccessToken:
         now = self._clock()
-        verdict = self._cache.get(token, now)
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        verdict = self._cache.get(key, now)
         if verdict is None:
-            task = self._in_flight.get(token)
+            task = self._in_flight.get(key)
             if task is None:
-                task = asyncio.get_running_loop().create_task(self._introspect(token))
-                self._in_flight[token] = task
-                task.add_done_callback(lambda _: self._in_flight.pop(token, None))
+                task = asyncio.get_running_loop().create_task(self._introspect(token, key))
+                self._in_flight[key] = task
+                task.add_done_callback(lambda _: self._in_flight.pop(key, None))
             # shield: one cancelled request must not cancel the introspection others await.
             verdict = await asyncio.shield(task)
         if isinstance(verdict, InvalidToken):
@@ -75,7 +83,7 @@ class IntrospectionValidator(TokenValidator):
                                detail=f"exp {verdict.expires_at}, now {now:.0f} (cached introspection)")
         return verdict
 
-    async def _introspect(self, token: str) -> AccessToken | InvalidToken:
+    async def _introspect(self, token: str, key: bytes) -> AccessToken | InvalidToken:
         self.introspection_count += 1
         # VerificationUnavailable propagates and is not cached: the next request asks again.
         response = await self.server.introspect(token, self.client_id)
@@ -85,9 +93,10 @@ class IntrospectionValidator(TokenValidator):
             verdict = self._accept(response, now)
             until = min(now + self.cache_ttl, verdict.expires_at + self.leeway)
         except InvalidToken as refusal:
-            verdict, until = refusal, now + self.cache_ttl
+            # Without its traceback: a cached verdict must not keep this call's frames alive.
+            verdict, until = refusal.with_traceback(None), now + self.cache_ttl
         if self.cache_ttl > 0:
-            self._cache.put(token, verdict, until)
+            self._cache.put(key, verdict, until)
         return verdict
 
     def _accept(self, response: Mapping[str, Any], now: float) -> AccessToken:

@@ -159,3 +159,24 @@ def test_configuration_is_validated(tmp_path: Any) -> None:
 async def test_time_members_must_be_finite_numbers(fake: FakeAuthorizationServer, times: dict[str, Any]) -> None:
     fake.introspection["t"] = {"active": True, **times}
     assert (await refused(introspection_validator(fake), "t")).reason == "malformed_claims"
+
+
+async def test_cache_memory_does_not_grow_with_token_length(fake: FakeAuthorizationServer) -> None:
+    """Inactive answers are cached too: keyed by the raw token, 10,000 made-up 16 KiB tokens
+    would pin 160 MiB. Keys are SHA-256 digests, and the token itself is not kept."""
+    validator = introspection_validator(fake, cache_size=100)
+    tokens = [f"{i:05d}" + "a" * 16_000 for i in range(20)]
+    for token in tokens:
+        assert (await refused(validator, token)).reason == "inactive"
+    keys = list(validator._cache._entries)
+    assert len(keys) == 20 and all(isinstance(k, bytes) and len(k) == 32 for k in keys)
+    assert (await refused(validator, tokens[0])).reason == "inactive"
+    assert fake.hits["/introspect"] == 20  # the digest-keyed cache still answers
+
+
+def test_introspection_needs_the_resource_servers_certificate() -> None:
+    from authz_resource import IntrospectionValidator
+
+    server = AuthorizationServer(ISSUER)  # no client_cert/client_key: cannot authenticate (RFC 8705 §2)
+    with pytest.raises(ValueError, match="client certificate"):
+        IntrospectionValidator(server, client_id="rs", audience=AUDIENCE)

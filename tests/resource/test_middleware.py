@@ -4,6 +4,7 @@ same paths through real handshakes)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from authz_resource import RequireScopes, require_scopes
 from tests.resource.conftest import RecordingLog
 from tests.resource.fake_as import FakeAuthorizationServer
-from tests.resource.inprocess import Harness, chain_of, harness, jwt_validator, thumbprint
+from tests.resource.inprocess import Harness, chain_of, harness, introspection_validator, jwt_validator, thumbprint
 from tests.support.pki import Issued, TestCA
 
 
@@ -281,3 +282,22 @@ async def test_metadata_for_another_issuer_is_not_trusted(fake: FakeAuthorizatio
     assert (await setup.get(token=fake.token(thumbprint(alice)))).status_code == 503
     assert refusal_log.refusals()[0]["reason"] == "metadata_issuer_mismatch"
     assert fake.hits["/jwks"] == 0
+
+
+async def test_revoked_token_in_introspection_mode(fake: FakeAuthorizationServer, alice: Issued,
+                                                   refusal_log: RecordingLog) -> None:
+    now = [time.time()]
+    validator = introspection_validator(fake, cache_ttl=5, clock=lambda: now[0])
+    setup = harness(fake, validator=validator)
+    setup.tls.chain = chain_of(alice)
+    fake.introspection["opaque-1"] = {"active": True, "token_type": "Bearer",
+                                      **fake.claims(cnf={"x5t#S256": thumbprint(alice)})}
+    assert (await setup.get(token="opaque-1")).status_code == 200
+    fake.introspection["opaque-1"] = {"active": False}  # revoked at the authorization server
+    assert (await setup.get(token="opaque-1")).status_code == 200  # cached answer, for cache_ttl at most
+    now[0] += 6
+    response = await setup.get(token="opaque-1")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="test", error="invalid_token", '
+                                                           'error_description="the access token is not active')
+    assert refusal_log.refusals()[-1]["reason"] == "inactive"
