@@ -57,11 +57,13 @@ async def get_account(request: Request) -> JSONResponse:
 async def create_account(request: Request) -> JSONResponse:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         body = None
     owner = body.get("owner") if isinstance(body, dict) else None
     currency = body.get("currency", "EUR") if isinstance(body, dict) else None
-    if not isinstance(owner, str) or not 0 < len(owner) <= 200 or currency not in _CURRENCIES:
+    # isinstance before the set lookup: a JSON list or object is not hashable.
+    if not isinstance(owner, str) or not 0 < len(owner) <= 200 or not isinstance(currency, str) \
+            or currency not in _CURRENCIES:
         return JSONResponse({"error": "invalid_account", "error_description":
                              f"send {{'owner': <1-200 chars>, 'currency': one of {sorted(_CURRENCIES)}}}"},
                             status_code=422)
