@@ -106,7 +106,9 @@ class KeyCache:
         if self._keys is None:
             await self._refresh_if_allowed()
             if self._keys is None:
-                raise self._last_error or VerificationUnavailable(
+                if self._last_error is not None:
+                    raise _again(self._last_error)
+                raise VerificationUnavailable(
                     "jwks_unavailable", "the authorization server's keys are not available; retry later")
 
     async def key(self, kid: str | None) -> Key:
@@ -129,7 +131,7 @@ class KeyCache:
                 return key
         if not refreshed and self._last_error is not None and self._attempted_at is not None \
                 and self._attempted_at > self._fetched_at:
-            raise self._last_error  # the last refresh failed: we cannot tell
+            raise _again(self._last_error)  # the last refresh failed: we cannot tell
         described = "has no kid and the key set is not a single key" if kid is None else "is not published"
         raise InvalidToken(
             "unknown_kid",
@@ -173,7 +175,7 @@ class KeyCache:
                 log.info("jwks_loaded", kids=sorted(keys.kids), keys_without_kid=len(keys.without_kid))
             self._keys, self._fetched_at, self._last_error = keys, self._clock(), None
         except VerificationUnavailable as exc:
-            self._last_error = exc
+            self._last_error = exc.with_traceback(None)
             log.warning("jwks_fetch_failed", reason=exc.reason, detail=exc.detail)
         finally:
             self._in_flight = None
@@ -184,3 +186,10 @@ class KeyCache:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _again(error: VerificationUnavailable) -> VerificationUnavailable:
+    """A new exception with the stored verdict. Raising the stored instance itself would
+    chain each request's frames onto its traceback, and keep them alive until the next
+    fetch replaces it: a leak that grows with the traffic during an outage."""
+    return VerificationUnavailable(error.reason, error.description, detail=error.detail, **error.log_fields)

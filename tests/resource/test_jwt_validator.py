@@ -241,3 +241,26 @@ async def test_hostile_header_json_is_malformed(fake: FakeAuthorizationServer, s
 async def test_time_claims_must_be_finite_numbers(fake: FakeAuthorizationServer, claims: dict[str, Any]) -> None:
     """NaN compares false with everything, so an exp of NaN would never expire."""
     assert (await refused(jwt_validator(fake), fake.sign(fake.claims(**claims)))).reason == "malformed_claims"
+
+
+def traceback_depth(exc: BaseException) -> int:
+    depth, tb = 0, exc.__traceback__
+    while tb is not None:
+        depth, tb = depth + 1, tb.tb_next
+    return depth
+
+
+async def test_an_unreachable_authorization_server_is_asked_once_per_cooldown(fake: FakeAuthorizationServer) -> None:
+    """And the stored failure is not re-raised as is: raising one instance again and again
+    chains every request's frames onto its traceback, which then lives until the next fetch."""
+    fake.down = True
+    validator = jwt_validator(fake, jwks_refresh_cooldown=30)
+    token = fake.sign(fake.claims())
+    depths = []
+    for _ in range(100):
+        with pytest.raises(VerificationUnavailable) as info:
+            await validator.validate(token)
+        assert info.value.reason == "metadata_unreachable"
+        depths.append(traceback_depth(info.value))
+    assert sum(fake.hits.values()) == 1
+    assert max(depths) == min(depths) < 30, depths[-1]
