@@ -31,6 +31,7 @@ class FakeAuthorizationServer:
     down: bool = False
     metadata_issuer: str = ISSUER
     introspection_forms: list[dict[str, list[str]]] = field(default_factory=list)
+    jwks_path: str = "/jwks"
 
     @property
     def active(self) -> ECKey:
@@ -49,9 +50,9 @@ class FakeAuthorizationServer:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         if request.url.path == "/.well-known/oauth-authorization-server":
-            return httpx.Response(200, json={"issuer": self.metadata_issuer, "jwks_uri": ISSUER + "/jwks",
+            return httpx.Response(200, json={"issuer": self.metadata_issuer, "jwks_uri": ISSUER + self.jwks_path,
                                              "introspection_endpoint": ISSUER + "/introspect"})
-        if request.url.path == "/jwks":
+        if request.url.path == self.jwks_path:
             return httpx.Response(200, json=self.jwks())
         if request.url.path == "/introspect" and request.method == "POST":
             form = parse_qs(request.content.decode())

@@ -264,3 +264,10 @@ async def test_an_unreachable_authorization_server_is_asked_once_per_cooldown(fa
         depths.append(traceback_depth(info.value))
     assert sum(fake.hits.values()) == 1
     assert max(depths) == min(depths) < 30, depths[-1]
+
+
+async def test_keys_are_found_through_the_metadata(fake: FakeAuthorizationServer) -> None:
+    fake.jwks_path = "/keys/v2"  # wherever the metadata's jwks_uri says, not a guessed path
+    await jwt_validator(fake).validate(fake.sign(fake.claims()))
+    assert fake.hits["/.well-known/oauth-authorization-server"] == 1 and fake.hits["/keys/v2"] == 1
+    assert fake.hits["/jwks"] == 0

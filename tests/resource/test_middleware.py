@@ -301,3 +301,23 @@ async def test_revoked_token_in_introspection_mode(fake: FakeAuthorizationServer
     assert response.headers["www-authenticate"].startswith('Bearer realm="test", error="invalid_token", '
                                                            'error_description="the access token is not active')
     assert refusal_log.refusals()[-1]["reason"] == "inactive"
+
+
+async def test_binding_is_compared_in_constant_time(h: Harness, alice: Issued, bob: Issued,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    compared: list[tuple[bytes, bytes]] = []
+    original = hmac.compare_digest
+
+    def recording_compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr("authz_resource.binding.hmac.compare_digest", recording_compare_digest)
+    token = h.fake.token(thumbprint(alice))
+    assert (await h.get(token=token)).status_code == 200
+    h.tls.chain = chain_of(bob)
+    assert (await h.get(token=token)).status_code == 401
+    assert compared == [(thumbprint(alice).encode(), thumbprint(alice).encode()),
+                        (thumbprint(alice).encode(), thumbprint(bob).encode())]
