@@ -3,10 +3,13 @@ cache does not know.
 
 Rules:
 - first use: fetch (single flight: concurrent requests wait for the same fetch);
-- older than ``max_age``: refresh in the background, keep serving the cached keys;
+- older than ``max_age``: refresh in the background, keep serving the cached keys; after
+  a failed refresh, try again only once ``refresh_cooldown`` has passed;
 - unknown ``kid``: refresh now, but at most once per ``refresh_cooldown`` seconds (counted
-  from the last attempt, failed or not), so tokens with made-up kids cannot turn the
-  resource server into a load generator against its authorization server.
+  from the last attempt, failed or not).
+
+So neither tokens with made-up kids nor a failing server's stale keys can turn the
+resource server into a load generator against its authorization server.
 """
 
 from __future__ import annotations
@@ -119,8 +122,12 @@ class KeyCache:
             await self.load()
             keys = self._keys
             assert keys is not None
-        elif self._clock() - self._fetched_at >= self._max_age and self._in_flight is None:
-            self._start_refresh()  # stale: refresh behind the scenes, serve what we have
+        elif self._in_flight is None and self._clock() - self._fetched_at >= self._max_age \
+                and not (self._last_error is not None and self._cooling_down()):
+            # Stale: refresh behind the scenes, serve what we have. After a failed refresh
+            # the keys stay stale, so the cooldown applies: without it every request would
+            # start another fetch from a server that is already in trouble.
+            self._start_refresh()
         key = keys.find(kid)
         if key is not None:
             return key
@@ -145,14 +152,16 @@ class KeyCache:
         """Refresh now unless one ran less than ``refresh_cooldown`` ago; True if it ran
         (or was already running) and succeeded."""
         if self._in_flight is None:
-            now = self._clock()
-            if self._attempted_at is not None and now - self._attempted_at < self._cooldown:
+            if self._cooling_down():
                 return False
             self._start_refresh()
         assert self._in_flight is not None
         # shield: a request cancelled while waiting must not cancel the fetch others share.
         await asyncio.shield(self._in_flight)
         return self._last_error is None
+
+    def _cooling_down(self) -> bool:
+        return self._attempted_at is not None and self._clock() - self._attempted_at < self._cooldown
 
     def _start_refresh(self) -> None:
         self._attempted_at = self._clock()

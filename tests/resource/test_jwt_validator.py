@@ -271,3 +271,25 @@ async def test_keys_are_found_through_the_metadata(fake: FakeAuthorizationServer
     await jwt_validator(fake).validate(fake.sign(fake.claims()))
     assert fake.hits["/.well-known/oauth-authorization-server"] == 1 and fake.hits["/keys/v2"] == 1
     assert fake.hits["/jwks"] == 0
+
+
+async def test_stale_keys_and_an_unreachable_server_still_mean_one_fetch_per_cooldown(
+        fake: FakeAuthorizationServer) -> None:
+    """Keys past max_age are refreshed in the background; when that refresh fails, the next
+    requests must not each start another one."""
+    now = [1000.0]
+    validator = jwt_validator(fake, jwks_max_age=60, jwks_refresh_cooldown=30)
+    validator.keys._clock = lambda: now[0]
+    token = fake.sign(fake.claims())
+    await validator.validate(fake.sign(fake.claims(jti="first")))
+    fake.down = True
+    fake.hits.clear()
+    now[0] += 61  # stale
+    for i in range(50):
+        await validator.validate(fake.sign(fake.claims(jti=str(i))))  # served from the stale keys
+        await asyncio.sleep(0)  # let a background refresh run
+    assert sum(fake.hits.values()) == 1, fake.hits
+    now[0] += 31  # cooldown over: one more attempt
+    await validator.validate(token)
+    await asyncio.sleep(0)
+    assert sum(fake.hits.values()) == 2, fake.hits
