@@ -293,3 +293,17 @@ async def test_stale_keys_and_an_unreachable_server_still_mean_one_fetch_per_coo
     await validator.validate(token)
     await asyncio.sleep(0)
     assert sum(fake.hits.values()) == 2, fake.hits
+
+
+@pytest.mark.parametrize("kid", ["as-kid", "attacker-kid"])
+async def test_keys_embedded_in_the_token_are_never_used(fake: FakeAuthorizationServer, kid: str) -> None:
+    """jwk/jku/x5u headers name a key the attacker controls: verification only ever uses the
+    authorization server's published keys."""
+    attacker = ECKey.generate_key("P-256", private=True)
+    header = {"kid": fake.active.thumbprint() if kid == "as-kid" else attacker.thumbprint(),
+              "jwk": attacker.as_dict(private=False), "jku": "https://attacker.test/attacker-jwks",
+              "x5u": "https://attacker.test/attacker-cert.pem"}
+    token = fake.sign(fake.claims(), key=attacker, **header)
+    refusal = await refused(jwt_validator(fake), token)
+    assert refusal.reason == ("bad_signature" if kid == "as-kid" else "unknown_kid")
+    assert "/jwks" in fake.hits and not any("attacker" in path for path in fake.hits)
