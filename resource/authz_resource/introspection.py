@@ -53,6 +53,8 @@ class IntrospectionValidator(TokenValidator):
                              "AuthorizationServer(issuer, client_cert=..., client_key=...)")
         if not 0 <= cache_ttl <= 3600:
             raise ValueError("cache_ttl must be between 0 and 3600 seconds")
+        if not 0 <= leeway <= 300:
+            raise ValueError("leeway must be between 0 and 300 seconds")
         self.server = server
         self.client_id = client_id
         self.audience = audience

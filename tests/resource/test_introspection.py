@@ -180,3 +180,10 @@ def test_introspection_needs_the_resource_servers_certificate() -> None:
     server = AuthorizationServer(ISSUER)  # no client_cert/client_key: cannot authenticate (RFC 8705 §2)
     with pytest.raises(ValueError, match="client certificate"):
         IntrospectionValidator(server, client_id="rs", audience=AUDIENCE)
+
+
+@pytest.mark.parametrize(("option", "value"), [("leeway", -1), ("leeway", 301), ("leeway", float("nan")),
+                                               ("cache_ttl", -1), ("cache_ttl", 3601)])
+def test_validator_configuration_is_validated(fake: FakeAuthorizationServer, option: str, value: float) -> None:
+    with pytest.raises(ValueError, match=option):
+        introspection_validator(fake, **{option: value})
