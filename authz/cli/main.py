@@ -8,6 +8,7 @@ from authz.cli.clients import clients
 from authz.cli.keys import keys
 from authz.cli.pki import pki
 from authz.cli.serve import dev, serve
+from authz_resource.sample.cli import sample_api
 
 __all__ = ["main"]
 
@@ -23,14 +24,4 @@ main.add_command(clients)
 main.add_command(keys)
 main.add_command(serve)
 main.add_command(dev)
-
-# The resource server's sample API. "resource" is also the name of a standard-library module,
-# which wins over the project's package wherever the source tree is not first on sys.path
-# (installed wheels, the `authz` console script): skip the command there rather than break
-# the whole CLI. `python -m authz sample-api` from the source tree always has it.
-try:
-    from resource.sample.cli import sample_api
-except ModuleNotFoundError:
-    pass
-else:
-    main.add_command(sample_api)
+main.add_command(sample_api)  # the resource server's sample API (package authz_resource)
