@@ -17,7 +17,7 @@ from authz.context import ConfigurationError, load_certificates
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
 from authz.settings import Settings
 from authz.storage.base import RecordStore
-from authz.tls.context import ServerTLSError, build_server_context, uvicorn_ssl_context_factory
+from authz.tls.context import ServerTLSError, uvicorn_mtls_options
 
 __all__ = ["dev", "serve"]
 
@@ -41,7 +41,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
         load_certificates(settings.intermediates, "intermediates")
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
         # collected as RFC 8705 needs (see authz.tls.accept_any).
-        build_server_context(str(settings.tls_cert), str(settings.tls_key))
+        tls_options = uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key))
     except (ConfigurationError, ServerTLSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -57,14 +57,9 @@ def run_server(settings: Settings, access_log: bool) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        ssl_certfile=str(settings.tls_cert),
-        ssl_keyfile=str(settings.tls_key),
-        ssl_context_factory=uvicorn_ssl_context_factory,
-        http="authz.tls.protocol:MutualTLSHttpToolsProtocol",
-        loop="uvloop",
         access_log=access_log,
         log_level=settings.log_level,
-        server_header=False,
+        **tls_options,
     )
 
 

@@ -9,7 +9,13 @@ from typing import Any
 from authz.tls import accept_any
 from authz.tls.self_test import TLSSelfTestError, run_self_test
 
-__all__ = ["ServerTLSError", "build_server_context", "configure_for_mtls", "uvicorn_ssl_context_factory"]
+__all__ = [
+    "ServerTLSError",
+    "build_server_context",
+    "configure_for_mtls",
+    "uvicorn_mtls_options",
+    "uvicorn_ssl_context_factory",
+]
 
 
 class ServerTLSError(RuntimeError):
@@ -46,3 +52,25 @@ def build_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
 def uvicorn_ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     """``uvicorn.Config(ssl_context_factory=...)``: importable, so it works with --workers."""
     return configure_for_mtls(default_factory())
+
+
+def uvicorn_mtls_options(certfile: str, keyfile: str) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` that serve mutual TLS the way this project needs.
+
+    Builds the context once first: that loads the files and runs the start-up self-test, so
+    a server that could not see client certificates refuses to start (``ServerTLSError``,
+    ``OSError``) instead of refusing every client later. Worker processes build their own
+    context through the importable factory and protocol.
+    """
+    build_server_context(certfile, keyfile)
+    return {
+        "ssl_certfile": certfile,
+        "ssl_keyfile": keyfile,
+        "ssl_context_factory": uvicorn_ssl_context_factory,
+        "http": "authz.tls.protocol:MutualTLSHttpToolsProtocol",
+        "loop": "uvloop",
+        # The TCP peer is the client: uvicorn would otherwise take X-Forwarded-For from
+        # loopback peers as the client address, and log lines would name a forged peer.
+        "proxy_headers": False,
+        "server_header": False,
+    }

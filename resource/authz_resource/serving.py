@@ -7,23 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from authz.tls.context import build_server_context, uvicorn_ssl_context_factory
+from authz.tls.context import uvicorn_mtls_options
 
 __all__ = ["uvicorn_tls_options"]
 
 
 def uvicorn_tls_options(tls_cert: Path, tls_key: Path) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config``.
+    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config``: the authorization server's
+    own serving options (``authz.tls.context.uvicorn_mtls_options``).
 
-    Builds the server context once first: that loads the files and runs ``authz.tls``'s
-    start-up self-test, so a server that could not see client certificates refuses to
-    start (``ServerTLSError``, ``OSError``) instead of refusing every token later.
+    Raises ``ServerTLSError`` or ``OSError`` when the files cannot be loaded or the TLS layer
+    fails its start-up self-test.
     """
-    build_server_context(str(tls_cert), str(tls_key))
-    return {
-        "ssl_certfile": str(tls_cert),
-        "ssl_keyfile": str(tls_key),
-        "ssl_context_factory": uvicorn_ssl_context_factory,
-        "http": "authz.tls.protocol:MutualTLSHttpToolsProtocol",
-        "loop": "uvloop",
-    }
+    return uvicorn_mtls_options(str(tls_cert), str(tls_key))

@@ -70,7 +70,7 @@ def sample_api(**options: Any) -> None:
                                    f"{options['tls_key']}: {exc}") from exc
     app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
-                access_log=False, server_header=False, lifespan="on", **tls)
+                access_log=False, lifespan="on", **tls)
 
 
 def _validator(options: dict[str, Any]) -> Any:
