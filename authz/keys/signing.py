@@ -20,6 +20,7 @@ from joserfc.jwk import ECKey
 
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.watcher import ChangeWatcher
+from authz.tokens.compact_signer import ES256CompactSigner
 
 __all__ = ["ActiveKey", "SigningKeys"]
 
@@ -35,6 +36,8 @@ class ActiveKey:
     kid: str
     algorithm: str
     key: ECKey
+    # Signs RFC 9068 access tokens under {"alg", "typ": "at+jwt", "kid"} with this key.
+    signer: ES256CompactSigner
 
 
 def _new_record() -> dict[str, Any]:
@@ -50,7 +53,11 @@ def _new_record() -> dict[str, Any]:
 def _import(record: dict[str, Any]) -> ActiveKey:
     try:
         key = ECKey.import_key(record["jwk"])
-        return ActiveKey(kid=str(record["kid"]), algorithm=str(record["alg"]), key=key)
+        if key.private_key is None:
+            raise ValueError("the stored JWK has no private part")
+        kid, algorithm = str(record["kid"]), str(record["alg"])
+        signer = ES256CompactSigner(key.private_key, {"alg": algorithm, "typ": "at+jwt", "kid": kid})
+        return ActiveKey(kid=kid, algorithm=algorithm, key=key, signer=signer)
     except (KeyError, ValueError, TypeError) as exc:
         raise StorageError(f"stored signing key {record.get('kid')!r} is unusable: {exc}") from exc
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from joserfc import jwt
-from joserfc.jws import JWSRegistry
 
 from authz.keys.signing import SigningKeys
 
@@ -21,8 +18,6 @@ class AccessTokenIssuer:
     issuer: str
     audience: str
     lifetime: int
-    # Built once: joserfc otherwise builds a registry for every token it signs.
-    _registry: JWSRegistry = field(default_factory=lambda: JWSRegistry(algorithms=["ES256"]), repr=False)
 
     def issue(self, *, client_id: str, scope: str, certificate_thumbprint: str | None) -> dict[str, Any]:
         """The token response body (RFC 6749 §5.1) for a client_credentials grant."""
@@ -42,8 +37,7 @@ class AccessTokenIssuer:
             claims["scope"] = scope
         if certificate_thumbprint is not None:
             claims["cnf"] = {"x5t#S256": certificate_thumbprint}
-        header = {"alg": active.algorithm, "typ": "at+jwt", "kid": active.kid}
-        token = jwt.encode(header, claims, active.key, registry=self._registry)
+        token = active.signer.sign(claims)
         response: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
         if scope:
             response["scope"] = scope
