@@ -24,7 +24,6 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.EventRenamer("event"),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
