@@ -34,7 +34,10 @@ async def read_form(request: Request) -> dict[str, str]:
             raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+        # Not strict_parsing: like the WHATWG urlencoded parser that browsers and client
+        # libraries follow, empty fields ("a=1&&b=2", a trailing "&") are skipped; a name
+        # without "=" is a parameter with an empty value.
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
     form: dict[str, str] = {}

@@ -60,10 +60,6 @@ def test_form_with_a_charset_is_a_form(wire: WireClient, pki: WirePKI) -> None:
     assert response.status == 200, response.body
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a form with an empty field (trailing '&', or '&&') is refused with "
-                   "'the body is not valid URL-encoded UTF-8' (read_form uses parse_qsl(strict_parsing=True)): the "
-                   "body is plain ASCII, and the WHATWG urlencoded parser that forms and client libraries follow "
-                   "skips empty fields")
 @pytest.mark.parametrize("body", ["grant_type=client_credentials&client_id=dn-client&",
                                   "grant_type=client_credentials&&client_id=dn-client"], ids=["trailing", "double"])
 def test_form_with_an_empty_field(wire: WireClient, pki: WirePKI, body: str) -> None:
