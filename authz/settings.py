@@ -63,8 +63,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _key_with_cert(self) -> Settings:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.tls_key is None:
+            raise ValueError("--tls-key (AUTHZ_TLS_KEY) is required with --tls-cert (AUTHZ_TLS_CERT)")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("--tls-cert (AUTHZ_TLS_CERT) is required with --tls-key (AUTHZ_TLS_KEY)")
         return self
 
     @property

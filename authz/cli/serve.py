@@ -26,10 +26,17 @@ def _settings(overrides: dict[str, Any]) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v not in (None, ())})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise click.ClickException(f"invalid settings: {'; '.join(_problem(e) for e in exc.errors())}") from None
+
+
+def _problem(error: Any) -> str:
+    """One validation error in the words of the command line and the environment."""
+    cause = (error.get("ctx") or {}).get("error")
+    message = str(cause) if isinstance(cause, ValueError) else error["msg"]
+    if not error["loc"]:  # a rule across settings: its message names the options
+        return message
+    name = str(error["loc"][0])
+    return f"--{name.replace('_', '-')} (AUTHZ_{name.upper()}): {message}"
 
 
 def run_server(settings: Settings, access_log: bool) -> None:
