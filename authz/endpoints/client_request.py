@@ -22,7 +22,7 @@ async def client_request(request: Request, endpoint: str, path: str) -> ClientRe
     try:
         form = await read_form(request)
     except MalformedForm as exc:
-        return oauth_error_response(InvalidRequestError(str(exc)))
+        return oauth_error_response(InvalidRequestError(str(exc)), endpoint=endpoint, peer=_peer(request))
     client: RegisteredClient | UnusableRegistration | None = None
     client_id = form.get("client_id")
     if client_id:
@@ -38,3 +38,7 @@ async def client_request(request: Request, endpoint: str, path: str) -> ClientRe
         scope=request.scope,
         client=client,
     )
+
+
+def _peer(request: Request) -> str | None:
+    return f"{request.client.host}:{request.client.port}" if request.client else None

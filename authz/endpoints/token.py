@@ -19,6 +19,9 @@ class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
         # authlib would echo the grant_type, which is client input: name what is supported.
         self.description = "only grant_type=client_credentials is supported"
 
+    def get_error_description(self) -> str:
+        return str(self.description)
+
 
 async def token_endpoint(request: Request) -> Response:
     context: ServerContext = request.app.state.context
@@ -27,8 +30,10 @@ async def token_endpoint(request: Request) -> Response:
         return resolved
     grant_type = resolved.form.get("grant_type")
     if not grant_type:
-        return oauth_error_response(InvalidRequestError("grant_type is required"))
+        return oauth_error_response(InvalidRequestError("grant_type is required"), endpoint="token",
+                                    peer=resolved.peer, client_id=resolved.form.get("client_id"))
     if grant_type != "client_credentials":
-        return oauth_error_response(_UnsupportedGrantType(grant_type))
+        return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint="token", peer=resolved.peer,
+                                    client_id=resolved.form.get("client_id"), grant_type=grant_type[:100])
     response: Response = context.server.create_token_response(resolved)
     return response

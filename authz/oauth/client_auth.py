@@ -70,10 +70,7 @@ class ClientAuthenticator:
                 "the request uses more than one client authentication mechanism "
                 f"(TLS client certificate and {', '.join(other)}); send only the certificate"
             )
-            log.warning("client_authentication_failed", endpoint=request.endpoint, peer=request.peer,
-                        error="invalid_request", error_description=description,
-                        client_id=request.form.get("client_id"))
-            raise InvalidRequestError(description)
+            raise InvalidRequestError(description)  # logged by the server's error hook
         client_id = request.form.get("client_id")
         if not client_id:
             raise self._refuse(

@@ -21,6 +21,8 @@ class MutualTLSClientError(InvalidClientError):  # type: ignore[misc]
     def __init__(self, description: str, realm: str) -> None:
         super().__init__(description=description, status_code=401)
         self.realm = realm
+        # The authenticator logs each refusal with the certificate's details.
+        self.logged = True
 
     def get_headers(self) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = list(super(InvalidClientError, self).get_headers())

@@ -18,7 +18,7 @@ from authz.oauth.request import ClientRequest
 from authz.oauth.token_endpoints import MutualTLSIntrospectionEndpoint, MutualTLSRevocationEndpoint
 from authz.tokens.access_token import AccessTokenIssuer
 
-__all__ = ["MutualTLSAuthorizationServer", "oauth_error_response"]
+__all__ = ["MutualTLSAuthorizationServer", "log_refusal", "oauth_error_response"]
 
 log = structlog.get_logger("authz.token")
 
@@ -28,7 +28,23 @@ def _json_response(status: int, body: Any, headers: list[tuple[str, str]]) -> Re
     return Response(content, status_code=status, headers=dict(headers), media_type="application/json")
 
 
-def oauth_error_response(error: OAuth2Error) -> Response:
+def log_refusal(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> None:
+    """The operator's line for a refused request (client authentication failures have their
+    own, richer line: ``authz.oauth.client_auth``)."""
+    log.warning(
+        "request_refused",
+        endpoint=endpoint,
+        peer=peer,
+        status=error.status_code,
+        error=error.error,
+        error_description=error.description,  # what the client received
+        **fields,
+    )
+
+
+def oauth_error_response(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> Response:
+    """Refuse a request before authlib runs (malformed form, missing or unsupported grant)."""
+    log_refusal(error, endpoint=endpoint, peer=peer, **fields)
     return _json_response(*error())
 
 
@@ -60,6 +76,13 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
+
+    def handle_error_response(self, request: ClientRequest, error: OAuth2Error) -> Response:
+        # Every error authlib's core raises passes here: log it once, unless the client
+        # authenticator already wrote its own line for it.
+        if not getattr(error, "logged", False):
+            log_refusal(error, endpoint=request.endpoint, peer=request.peer, client_id=request.form.get("client_id"))
+        return super().handle_error_response(request, error)  # type: ignore[no-any-return]
 
     def log_issued(self, request: ClientRequest, token: dict[str, Any], thumbprint: str | None) -> None:
         log.info(

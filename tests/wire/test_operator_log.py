@@ -2,6 +2,7 @@
 server's stderr, naming the client, the failed check and the presented certificate."""
 
 import re
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -46,3 +47,39 @@ def test_wrong_subject_names_the_registered_subject(wire: WireClient, pki: WireP
 def test_refusal_without_certificate_is_logged(wire: WireClient) -> None:
     [line] = wire.token(None, "dn-client").failures()
     assert (line["client_id"], line["reason"], line["cert"]) == ("dn-client", "no_certificate", None)
+
+
+def _refusals(response: Any) -> list[dict[str, Any]]:
+    return [e for e in response.events if e.get("event") == "request_refused"]
+
+
+@pytest.mark.parametrize(
+    ("form", "body", "error", "description"),
+    [
+        (None, b"grant_type=client_credentials&client_id=dn-%FF", "invalid_request",
+         "the body is not valid URL-encoded UTF-8"),
+        ({"client_id": "dn-client"}, None, "invalid_request", "grant_type is required"),
+        ({"grant_type": "password", "client_id": "dn-client"}, None, "unsupported_grant_type",
+         "only grant_type=client_credentials is supported"),
+        ({"grant_type": "client_credentials", "client_id": "dn-client", "scope": "admin"}, None, "invalid_scope",
+         "scope not registered for this client: admin"),
+        ({"grant_type": "client_credentials", "client_id": "dn-client", "client_secret": "s"}, None,
+         "invalid_request", "the request uses more than one client authentication mechanism "
+         "(TLS client certificate and client_secret); send only the certificate"),
+    ],
+    ids=["not-utf8", "no-grant-type", "unsupported-grant", "unregistered-scope", "two-mechanisms"],
+)
+def test_every_other_refusal_is_logged_once(wire: WireClient, pki: WirePKI, form: dict[str, str] | None,
+                                            body: bytes | None, error: str, description: str) -> None:
+    response = wire.post("/token", pki["dn-client"], form, body=body)
+    assert response.status == 400 and response.json()["error"] == error
+    [line] = _refusals(response)
+    assert response.failures() == []
+    assert line["level"] == "warning" and line["endpoint"] == "token" and line["status"] == 400
+    assert (line["error"], line["error_description"]) == (error, description)
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", line["peer"])
+
+
+def test_a_client_authentication_failure_is_logged_once(wire: WireClient, pki: WirePKI) -> None:
+    response = wire.token(pki["other-subject"], "dn-client")
+    assert len(response.failures()) == 1 and _refusals(response) == []
