@@ -47,16 +47,10 @@ def _libssl() -> ctypes.CDLL:
     lib.SSL_CTX_set_verify.restype = None
     lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
     lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-    lib.SSL_CTX_ctrl.restype = ctypes.c_long
     return lib
 
 
 _SSL_VERIFY_PEER = 0x01
-# SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF) is a macro over SSL_CTX_ctrl.
-_SSL_CTRL_SET_SESS_CACHE_MODE = 44
-_SSL_CTRL_GET_SESS_CACHE_MODE = 45
-_SSL_SESS_CACHE_OFF = 0
 
 
 def _ssl_ctx_pointer(context: ssl.SSLContext) -> int:
@@ -86,8 +80,3 @@ def install(context: ssl.SSLContext) -> None:
             "with Python's verify_mode); this Python version is not supported"
         )
     lib.SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _ACCEPT_CALLBACK)
-    # No TLS 1.2 session-ID resumption either (tickets are off in authz.tls.context): a
-    # resumed session knows only the leaf, so the intermediates a client sends would vanish.
-    lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_SESS_CACHE_MODE, _SSL_SESS_CACHE_OFF, None)
-    if lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_GET_SESS_CACHE_MODE, 0, None) != _SSL_SESS_CACHE_OFF:
-        raise AcceptAnyCertificateError("could not switch the TLS session cache off")
