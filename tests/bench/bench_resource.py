@@ -85,7 +85,7 @@ def serve(options: argparse.Namespace) -> None:
             validator = IntrospectionValidator(server, client_id="rs", audience=options.issuer, cache_ttl=30)
         app = sample.create_app(validator)
     uvicorn.run(app, host="127.0.0.1", port=options.port, log_level="info", access_log=False,
-                server_header=False, lifespan="on", **uvicorn_tls_options(options.tls_cert, options.tls_key))
+                lifespan="on", **uvicorn_tls_options(options.tls_cert, options.tls_key))
 
 
 # ---------------------------------------------------------------- driver
