@@ -38,7 +38,7 @@ def configure_for_mtls(context: ssl.SSLContext) -> ssl.SSLContext:
     except (accept_any.AcceptAnyCertificateError, TLSSelfTestError) as exc:
         raise ServerTLSError(
             f"refusing to start: cannot accept arbitrary client certificates at the TLS layer: {exc}. "
-            "Run behind a TLS-terminating proxy instead, or use a supported CPython (3.11-3.13)."
+            "Run it on a supported CPython (3.11-3.13) with the OpenSSL it was built with."
         ) from exc
     return context
 
