@@ -3,13 +3,16 @@ over the wire (real ``authz serve`` and ``authz sample-api`` processes, see wire
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.resource.fake_as import FakeAuthorizationServer
+from tests.resource.inprocess import Harness, chain_of, harness
 from tests.resource.wire import Deployment, deploy
+from tests.support.pki import Issued
 
 
 class RecordingLog:
@@ -44,3 +47,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     directory: Path = tmp_path_factory.mktemp("deployment")
     with deploy(directory) as running:
         yield running
+
+
+# In-process harness: a fake AS and the middleware in front of a test app, with the
+# connection presenting ``alice`` (each test module defines its own ``alice``).
+@pytest.fixture
+def fake() -> FakeAuthorizationServer:
+    return FakeAuthorizationServer()
+
+
+@pytest.fixture
+async def h(fake: FakeAuthorizationServer, alice: Issued) -> AsyncIterator[Harness]:
+    setup = harness(fake)
+    setup.tls.chain = chain_of(alice)
+    async with setup.client:
+        yield setup
+    await setup.validator.aclose()

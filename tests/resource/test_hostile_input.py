@@ -8,7 +8,6 @@ them."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,20 +23,6 @@ from tests.support.pki import Issued, TestCA
 @pytest.fixture(scope="module")
 def alice() -> Issued:
     return TestCA().issue("CN=alice,O=t")
-
-
-@pytest.fixture
-def fake() -> FakeAuthorizationServer:
-    return FakeAuthorizationServer()
-
-
-@pytest.fixture
-async def h(fake: FakeAuthorizationServer, alice: Issued) -> AsyncIterator[Harness]:
-    setup = harness(fake)
-    setup.tls.chain = chain_of(alice)
-    async with setup.client:
-        yield setup
-    await setup.validator.aclose()
 
 
 async def asgi_call(h: Harness, headers: list[tuple[bytes, bytes]], *, method: str = "GET", path: str = "/whoami",

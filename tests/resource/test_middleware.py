@@ -5,7 +5,6 @@ same paths through real handshakes)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,20 +33,6 @@ def alice(ca: TestCA) -> Issued:
 @pytest.fixture(scope="module")
 def bob(ca: TestCA) -> Issued:
     return ca.issue("CN=bob,O=t")
-
-
-@pytest.fixture
-def fake() -> FakeAuthorizationServer:
-    return FakeAuthorizationServer()
-
-
-@pytest.fixture
-async def h(fake: FakeAuthorizationServer, alice: Issued) -> AsyncIterator[Harness]:
-    setup = harness(fake)
-    setup.tls.chain = chain_of(alice)
-    async with setup.client:
-        yield setup
-    await setup.validator.aclose()
 
 
 async def test_bound_token_reaches_the_app_as_request_auth(h: Harness, alice: Issued) -> None:
