@@ -36,7 +36,12 @@ def _problem(error: Any) -> str:
     if not error["loc"]:  # a rule across settings: its message names the options
         return message
     name = str(error["loc"][0])
-    return f"--{name.replace('_', '-')} (AUTHZ_{name.upper()}): {message}"
+    option = _REPEATABLE_OPTIONS.get(name, f"--{name.replace('_', '-')}")
+    return f"{option} (AUTHZ_{name.upper()}): {message}"
+
+
+# Settings whose command-line option is repeated once per value, under a singular name.
+_REPEATABLE_OPTIONS = {"trust_anchors": "--trust-anchor", "intermediates": "--intermediate"}
 
 
 def run_server(settings: Settings, access_log: bool) -> None:

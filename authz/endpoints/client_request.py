@@ -10,7 +10,7 @@ from starlette.responses import Response
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.context import ServerContext
-from authz.oauth.request import ClientRequest, MalformedForm, read_form
+from authz.oauth.request import ClientRequest, MalformedForm, peer_address, read_form
 from authz.oauth.server import oauth_error_response
 
 __all__ = ["client_request"]
@@ -22,7 +22,8 @@ async def client_request(request: Request, endpoint: str, path: str) -> ClientRe
     try:
         form = await read_form(request)
     except MalformedForm as exc:
-        return oauth_error_response(InvalidRequestError(str(exc)), endpoint=endpoint, peer=_peer(request))
+        return oauth_error_response(InvalidRequestError(str(exc)), endpoint=endpoint,
+                                    peer=peer_address(request.scope))
     client: RegisteredClient | UnusableRegistration | None = None
     client_id = form.get("client_id")
     if client_id:
@@ -38,7 +39,3 @@ async def client_request(request: Request, endpoint: str, path: str) -> ClientRe
         scope=request.scope,
         client=client,
     )
-
-
-def _peer(request: Request) -> str | None:
-    return f"{request.client.host}:{request.client.port}" if request.client else None

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 
-__all__ = ["MAX_FORM_BYTES", "MalformedForm", "ClientRequest", "read_form"]
+__all__ = ["MAX_FORM_BYTES", "ClientRequest", "MalformedForm", "peer_address", "read_form"]
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -47,6 +47,12 @@ async def read_form(request: Request) -> dict[str, str]:
             raise MalformedForm(f"parameter {_printable(name)} is repeated")
         form[name] = value
     return form
+
+
+def peer_address(scope: Mapping[str, Any]) -> str | None:
+    """``host:port`` of the TCP peer, for log lines."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def _printable(name: str) -> str:
@@ -90,5 +96,4 @@ class ClientRequest(OAuth2Request):  # type: ignore[misc]
 
     @property
     def peer(self) -> str | None:
-        client = self.asgi_scope.get("client")
-        return f"{client[0]}:{client[1]}" if client else None
+        return peer_address(self.asgi_scope)
