@@ -1,6 +1,15 @@
-# Sourced by run_token_bench.sh and profile_token.sh: start and stop OUR server for a benchmark.
-# Needs: REPO VENV PKI TMP OUR_PORT LOG_LEVEL. Sets SERVER_PID. Callers trap EXIT -> stop_ours.
+# Sourced first by run_token_bench.sh and profile_token.sh: the paths and defaults they share,
+# and start_ours / stop_ours for OUR server. start_ours also needs TMP and OUR_PORT. Sets
+# SERVER_PID. Callers trap EXIT -> stop_ours.
 # shellcheck shell=bash
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BENCH="$REPO/tests/bench"
+PEER_DIR="$(cd "${PEER_DIR:-$REPO/../shared/bench/peer}" && pwd)"
+VENV="${VENV:-$REPO/.venv}"
+RESULTS="$BENCH/results"
+PKI="$PEER_DIR/pki"
+LOG_LEVEL="${LOG_LEVEL:-info}"
 
 SERVER_PID=""
 

@@ -13,13 +13,9 @@
 # The profile costs throughput (~5 % with the default non-blocking sampling): it is not a benchmark.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-BENCH="$REPO/tests/bench"
-PEER_DIR="$(cd "${PEER_DIR:-$REPO/../shared/bench/peer}" && pwd)"
-VENV="${VENV:-$REPO/.venv}"
-RESULTS="$BENCH/results"
-PKI="$PEER_DIR/pki"
-LOG_LEVEL="${LOG_LEVEL:-info}"
+# Paths and defaults shared with the other benchmark scripts; start_ours / stop_ours.
+# shellcheck source=tests/bench/ours_server.sh
+. "$(dirname "$0")/ours_server.sh"
 CLIENT="${CLIENT:-pki}"; MODE="${MODE:-keepalive}"; DURATION="${DURATION:-20}"; CONNS="${CONNS:-16}"; RATE="${RATE:-250}"
 FORMAT="${FORMAT:-raw}"; NATIVE="${NATIVE:-0}"
 OUR_PORT="${OUR_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
@@ -33,8 +29,6 @@ fi
 if [ "$CLIENT" = pki ]; then id=bench-pki; crt=client; else id=bench-selfsigned; crt=selfsigned; fi
 
 TMP="$(mktemp -d /tmp/authz-profile.XXXXXX)"
-# shellcheck source=tests/bench/ours_server.sh
-. "$BENCH/ours_server.sh"
 LOADGEN_PID=""
 cleanup() {
   if [ -n "$LOADGEN_PID" ]; then kill "$LOADGEN_PID" 2>/dev/null || true; wait "$LOADGEN_PID" 2>/dev/null || true; fi

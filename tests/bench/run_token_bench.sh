@@ -21,12 +21,9 @@
 #   KEEP_TMP=0   1 keeps our server's temp data dir and log
 set -euo pipefail
 
-REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-BENCH="$REPO/tests/bench"
-PEER_DIR="$(cd "${PEER_DIR:-$REPO/../shared/bench/peer}" && pwd)"
-VENV="${VENV:-$REPO/.venv}"
-RESULTS="$BENCH/results"
-LOG_LEVEL="${LOG_LEVEL:-info}"
+# Paths and defaults shared with the other benchmark scripts; start_ours / stop_ours.
+# shellcheck source=tests/bench/ours_server.sh
+. "$(dirname "$0")/ours_server.sh"
 ORDER="${ORDER:-ours peer}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
@@ -46,10 +43,6 @@ OUR_PORT="${OUR_PORT:-$(free_port)}"
 PEER_PORT="${PEER_PORT:-$(free_port)}"
 
 TMP="$(mktemp -d /tmp/authz-bench.XXXXXX)"
-PKI="$PEER_DIR/pki"
-# start_ours / stop_ours
-# shellcheck source=tests/bench/ours_server.sh
-. "$BENCH/ours_server.sh"
 SAMPLER_PID=""
 cleanup() {
   stop_ours
