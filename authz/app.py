@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from authz.context import ServerContext
 from authz.endpoints.discovery import jwks_endpoint, metadata_endpoint
-from authz.endpoints.token import token_endpoint
-from authz.endpoints.token_management import introspection_endpoint, revocation_endpoint
+from authz.endpoints.token import TokenEndpoint
+from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEndpoint
 from authz.logs import configure_logging
 from authz.settings import Settings
 
@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
 
     app = Starlette(
         routes=[
-            Route("/token", token_endpoint, methods=["POST"]),
-            Route("/introspect", introspection_endpoint, methods=["POST"]),
-            Route("/revoke", revocation_endpoint, methods=["POST"]),
+            # Plain ASGI apps (see authz.endpoints.client): the token endpoint is the hot path.
+            Route(TokenEndpoint.path, TokenEndpoint(ctx), methods=["POST"]),
+            Route(IntrospectionEndpoint.path, IntrospectionEndpoint(ctx), methods=["POST"]),
+            Route(RevocationEndpoint.path, RevocationEndpoint(ctx), methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
             Route("/jwks", jwks_endpoint, methods=["GET"]),
         ],

@@ -3,13 +3,21 @@
 Every refusal is logged with its full reason (``event``, ``client_id``, ``reason``,
 ``detail``, certificate fields), so the operator can answer "why was my client refused?"
 from the log alone.
+
+JSON lines are rendered by orjson straight to bytes: the token endpoint writes one line per
+token, and the standard library's encoder plus a text-layer write cost about a third of the
+time of the ECDSA signature itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import structlog
 
 __all__ = ["configure_logging"]
@@ -17,16 +25,42 @@ __all__ = ["configure_logging"]
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    logger_factory: Callable[..., Any]
+    processors: list[structlog.typing.Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    binary_stderr = getattr(sys.stderr, "buffer", None)
+    if fmt == "json":
+        # A traceback (log.exception) becomes an "exception" string, not "exc_info": true.
+        processors.append(structlog.processors.format_exc_info)
+        # Non-JSON values (paths, exceptions) go through structlog's fallback handler.
+        if binary_stderr is not None:
+            processors.append(structlog.processors.JSONRenderer(serializer=_json_bytes))
+            logger_factory = structlog.BytesLoggerFactory(file=binary_stderr)
+        else:  # stderr replaced by a text-only stream (some test runners, embedding hosts)
+            processors.append(structlog.processors.JSONRenderer(serializer=_json_text))
+            logger_factory = structlog.WriteLoggerFactory(file=sys.stderr)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        logger_factory = structlog.WriteLoggerFactory(file=sys.stderr)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
+
+
+
+def _json_bytes(value: Any, **options: Any) -> bytes:
+    try:
+        return orjson.dumps(value, **options)
+    except TypeError:
+        # What orjson refuses and the standard library writes: integers beyond 64 bits (a
+        # client's claim can be one), non-string keys. A log line is never lost to its content.
+        return json.dumps(value, default=repr).encode()
+
+
+def _json_text(value: Any, **options: Any) -> str:
+    return _json_bytes(value, **options).decode()

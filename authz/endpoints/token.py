@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedGrantTypeError
-from starlette.requests import Request
-from starlette.responses import Response
 
-from authz.context import ServerContext
-from authz.endpoints.client_request import client_request
+from authz.endpoints.client import ClientEndpoint
+from authz.oauth.reply import JSONReply
+from authz.oauth.request import ClientRequest
 from authz.oauth.server import oauth_error_response
 
-__all__ = ["token_endpoint"]
+__all__ = ["TokenEndpoint"]
 
 
 class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
@@ -23,17 +22,17 @@ class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
         return str(self.description)
 
 
-async def token_endpoint(request: Request) -> Response:
-    context: ServerContext = request.app.state.context
-    resolved = await client_request(request, "token", "/token")
-    if isinstance(resolved, Response):
-        return resolved
-    grant_type = resolved.form.get("grant_type")
-    if not grant_type:
-        return oauth_error_response(InvalidRequestError("grant_type is required"), endpoint="token",
-                                    peer=resolved.peer, client_id=resolved.form.get("client_id"))
-    if grant_type != "client_credentials":
-        return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint="token", peer=resolved.peer,
-                                    client_id=resolved.form.get("client_id"), grant_type=grant_type[:100])
-    response: Response = context.server.create_token_response(resolved)
-    return response
+class TokenEndpoint(ClientEndpoint):
+    name = "token"
+    path = "/token"
+
+    async def answer(self, request: ClientRequest) -> JSONReply:
+        grant_type = request.form.get("grant_type")
+        if not grant_type:
+            return oauth_error_response(InvalidRequestError("grant_type is required"), endpoint=self.name,
+                                        peer=request.peer, client_id=request.form.get("client_id"))
+        if grant_type != "client_credentials":
+            return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint=self.name, peer=request.peer,
+                                        client_id=request.form.get("client_id"), grant_type=grant_type[:100])
+        reply: JSONReply = self.context.server.create_token_response(request)
+        return reply

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.types import Receive
 
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 
-__all__ = ["MAX_FORM_BYTES", "ClientRequest", "MalformedForm", "peer_address", "read_form"]
+__all__ = [
+    "MAX_FORM_BYTES",
+    "ClientDisconnected",
+    "ClientRequest",
+    "MalformedForm",
+    "parse_form",
+    "peer_address",
+    "read_form",
+]
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -22,28 +31,57 @@ class MalformedForm(ValueError):
     """The body is not a well-formed ``application/x-www-form-urlencoded`` form."""
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """Parse the body as RFC 6749 wants it: URL-encoded UTF-8, each parameter at most once."""
-    content_type = request.headers.get("content-type", "")
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived: there is no one to answer."""
+
+
+async def read_form(headers: Headers, receive: Receive) -> dict[str, str]:
+    """The body, parsed as RFC 6749 wants it: URL-encoded UTF-8, each parameter at most once."""
+    content_type = headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
         raise MalformedForm("the body must be application/x-www-form-urlencoded")
-    body = bytearray()
-    async for chunk in request.stream():
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
+    return parse_form(await _read_body(receive))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > MAX_FORM_BYTES:  # chunked, or a Content-Length that lied
             raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
+        if not message.get("more_body", False):
+            return body
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """``application/x-www-form-urlencoded`` parsed like the WHATWG parser that browsers and
+    client libraries follow: empty fields ("a=1&&b=2", a trailing "&") are skipped, and a name
+    without "=" is a parameter with an empty value. Unlike it, invalid UTF-8 (raw or
+    percent-encoded) is refused rather than replaced, and so is a repeated parameter
+    (RFC 6749 §3.2)."""
     try:
         text = body.decode("utf-8")
-        # Not strict_parsing: like the WHATWG urlencoded parser that browsers and client
-        # libraries follow, empty fields ("a=1&&b=2", a trailing "&") are skipped; a name
-        # without "=" is a parameter with an empty value.
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
         raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
     form: dict[str, str] = {}
-    for name, value in pairs:
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in field or "+" in field:  # most token requests have nothing to decode
+            try:
+                name = unquote_plus(name, errors="strict")
+                value = unquote_plus(value, errors="strict")
+            except UnicodeDecodeError as exc:
+                raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
         if name in form:
-            # RFC 6749 §3.2: parameters MUST NOT be included more than once.
             raise MalformedForm(f"parameter {_printable(name)} is repeated")
         form[name] = value
     return form

@@ -1,19 +1,18 @@
-"""authlib's ``AuthorizationServer`` integrated with Starlette."""
+"""authlib's ``AuthorizationServer``, answering with ``JSONReply`` (sent straight over ASGI)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import structlog
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from starlette.responses import Response
 
 from authz.certificates.chain import ChainValidator
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.oauth.client_auth import ClientAuthenticator
 from authz.oauth.grants import MutualTLSClientCredentialsGrant
+from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientRequest
 from authz.oauth.token_endpoints import MutualTLSIntrospectionEndpoint, MutualTLSRevocationEndpoint
 from authz.tokens.access_token import AccessTokenIssuer
@@ -21,11 +20,6 @@ from authz.tokens.access_token import AccessTokenIssuer
 __all__ = ["MutualTLSAuthorizationServer", "log_refusal", "oauth_error_response"]
 
 log = structlog.get_logger("authz.token")
-
-
-def _json_response(status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
-    content = json.dumps(body, separators=(",", ":")).encode() if not isinstance(body, str) else body.encode()
-    return Response(content, status_code=status, headers=dict(headers), media_type="application/json")
 
 
 def log_refusal(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> None:
@@ -42,10 +36,10 @@ def log_refusal(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields
     )
 
 
-def oauth_error_response(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> Response:
+def oauth_error_response(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> JSONReply:
     """Refuse a request before authlib runs (malformed form, missing or unsupported grant)."""
     log_refusal(error, endpoint=endpoint, peer=peer, **fields)
-    return _json_response(*error())
+    return JSONReply.of(*error())
 
 
 class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
@@ -71,13 +65,13 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def create_oauth2_request(self, request: ClientRequest) -> ClientRequest:
         return request
 
-    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
-        return _json_response(status, body, headers)
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> JSONReply:
+        return JSONReply.of(status, body, headers)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def handle_error_response(self, request: ClientRequest, error: OAuth2Error) -> Response:
+    def handle_error_response(self, request: ClientRequest, error: OAuth2Error) -> JSONReply:
         # Every error authlib's core raises passes here: log it once, unless the client
         # authenticator already wrote its own line for it.
         if not getattr(error, "logged", False):

@@ -11,9 +11,9 @@ signer produces with joserfc.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -29,7 +29,8 @@ def _b64url(data: bytes) -> bytes:
 
 
 def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # Compact UTF-8 JSON; orjson encodes a claims set in about a tenth of json.dumps's time.
+    return orjson.dumps(value)
 
 
 class ES256CompactSigner:
