@@ -11,15 +11,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from authz.context import ServerContext
+from authz.endpoints.client import ClientEndpoint
 from authz.endpoints.discovery import jwks_endpoint, metadata_endpoint
+from authz.endpoints.failure import SERVER_ERROR, log_unhandled
 from authz.endpoints.token import TokenEndpoint
 from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEndpoint
 from authz.logs import configure_logging
 from authz.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["AuthorizationServerApp", "create_app"]
 
 log = structlog.get_logger("authz.app")
 
@@ -32,14 +35,34 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_error", path=request.url.path, error=repr(exc))
-    return JSONResponse(
-        {"error": "server_error", "error_description": "internal error; the server log has the details"},
-        status_code=500,
-    )
+    log_unhandled(request.url.path, exc)
+    return JSONResponse(SERVER_ERROR, status_code=500)
 
 
-def create_app(settings: Settings | None = None, context: ServerContext | None = None) -> Starlette:
+class AuthorizationServerApp:
+    """``POST`` to a client endpoint (token, introspection, revocation) goes straight to it;
+    everything else (discovery, JWKS, other methods, 404s, lifespan) to Starlette.
+
+    The token endpoint is the server's hot path, and Starlette's middleware stack and router
+    cost about as much as authlib's whole grant; ``ClientEndpoint`` guards its own errors.
+    The same endpoints are also Starlette routes, so that a GET on them is Starlette's 405.
+    """
+
+    def __init__(self, starlette: Starlette, endpoints: list[ClientEndpoint]) -> None:
+        self.starlette = starlette
+        self.state = starlette.state
+        self._posted = {endpoint.path: endpoint for endpoint in endpoints}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self._posted.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, context: ServerContext | None = None) -> AuthorizationServerApp:
     settings = settings or (context.settings if context else Settings())
     configure_logging(settings.log_level, settings.log_format)
     ctx = context or ServerContext.build(settings)
@@ -54,17 +77,15 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
         finally:
             await ctx.stop()
 
-    app = Starlette(
+    endpoints: list[ClientEndpoint] = [TokenEndpoint(ctx), IntrospectionEndpoint(ctx), RevocationEndpoint(ctx)]
+    starlette = Starlette(
         routes=[
-            # Plain ASGI apps (see authz.endpoints.client): the token endpoint is the hot path.
-            Route(TokenEndpoint.path, TokenEndpoint(ctx), methods=["POST"]),
-            Route(IntrospectionEndpoint.path, IntrospectionEndpoint(ctx), methods=["POST"]),
-            Route(RevocationEndpoint.path, RevocationEndpoint(ctx), methods=["POST"]),
+            *(Route(endpoint.path, endpoint, methods=["POST"]) for endpoint in endpoints),
             Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
             Route("/jwks", jwks_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
-    app.state.context = ctx
-    return app
+    starlette.state.context = ctx
+    return AuthorizationServerApp(starlette, endpoints)

@@ -2,9 +2,9 @@
 revocation): read the form and resolve the client (async), so that authlib's synchronous core
 finds everything ready, then send its ``JSONReply``.
 
-These endpoints are plain ASGI apps under Starlette's router (which still answers 404/405 and
-turns exceptions into JSON 500s): the token endpoint is the server's hot path, and a Starlette
-``Request``/``Response`` pair around it costs more than authlib's whole grant.
+These endpoints are plain ASGI apps that ``authz.app`` calls before Starlette, so they turn
+their own unexpected errors into JSON 500s: the token endpoint is the server's hot path, and
+Starlette's ``Request``/``Response`` and middleware around it cost more than authlib's grant.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.context import ServerContext
+from authz.endpoints.failure import SERVER_ERROR, log_unhandled
 from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientDisconnected, ClientRequest, MalformedForm, peer_address, read_form
 from authz.oauth.server import oauth_error_response
@@ -40,10 +41,13 @@ class ClientEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             resolved = await self.resolve(scope, receive)
+            reply = resolved if isinstance(resolved, JSONReply) else await self.answer(resolved)
         except ClientDisconnected:
             log.info("client_disconnected", endpoint=self.name, peer=peer_address(scope))
             return
-        reply = resolved if isinstance(resolved, JSONReply) else await self.answer(resolved)
+        except Exception as exc:  # nothing has been sent yet: the client gets a clean 500
+            log_unhandled(self.path, exc)
+            reply = JSONReply.of(500, SERVER_ERROR, [("Cache-Control", "no-store")])
         await reply.send(send)
 
     async def resolve(self, scope: Scope, receive: Receive) -> ClientRequest | JSONReply:

@@ -212,10 +212,20 @@ async def test_unexpected_error_is_a_json_500_without_details(setup: Any, monkey
         raise RuntimeError("storage on fire")
 
     monkeypatch.setattr(context.server, "create_token_response", broken)
-    # Starlette re-raises after its 500 so that the server logs it too: take the answer.
-    transport = httpx.ASGITransport(app=wrapper, raise_app_exceptions=False)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
-        response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
+    client, _, _, _ = setup
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
     assert response.status_code == 500
     assert response.json()["error"] == "server_error"
+    assert response.headers["cache-control"] == "no-store"
     assert "fire" not in response.text  # the traceback is the log's (tests/unit/test_logs.py)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/token", 405), ("PUT", "/introspect", 405), ("DELETE", "/revoke", 405),
+    ("POST", "/jwks", 405), ("POST", "/nowhere", 404), ("GET", "/nowhere", 404),
+])
+async def test_other_methods_and_paths_get_json_errors(setup: Any, method: str, path: str, status: int) -> None:
+    client, _, _, _ = setup
+    response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.json()["error"] == "invalid_request"
