@@ -8,6 +8,7 @@ every request on it; consumers must treat it as read-only.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Any
 
@@ -57,15 +58,7 @@ _cipher_id_cache: dict[int, dict[str, int]] = {}
 
 def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dict[str, Any]:
     """The ASGI TLS extension for the connection that ``ssl_object`` terminates."""
-    chain = peer_certificate_chain(ssl_object)
-    client_cert_name: str | None = None
-    if chain:
-        try:
-            client_cert_name = x509.load_der_x509_certificate(chain[0]).subject.rfc4514_string()
-        except ValueError:
-            # Undecodable subject: the application will parse the certificate again and
-            # refuse it with a precise reason; the name is only informative.
-            client_cert_name = None
+    chain_pem, client_cert_name = _client_certificate_fields(tuple(peer_certificate_chain(ssl_object)))
     cipher = ssl_object.cipher()
     cipher_suite: int | None = None
     version: int | None = None
@@ -77,9 +70,25 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dic
         version = _TLS_VERSIONS.get(ssl_object.version() or "")
     return {
         "server_cert": server_cert_pem,
-        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der) for der in chain],
+        "client_cert_chain": list(chain_pem),
         "client_cert_name": client_cert_name,
         "client_cert_error": None,
         "tls_version": version,
         "cipher_suite": cipher_suite,
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...], str | None]:
+    """PEM chain and subject name of a client chain. Cached: a client opens many connections
+    with the same certificate, and the PEM strings that come back equal (and already hashed)
+    are what the application's parse cache is keyed by."""
+    client_cert_name: str | None = None
+    if chain:
+        try:
+            client_cert_name = x509.load_der_x509_certificate(chain[0]).subject.rfc4514_string()
+        except ValueError:
+            # Undecodable subject: the application will parse the certificate again and
+            # refuse it with a precise reason; the name is only informative.
+            client_cert_name = None
+    return tuple(ssl.DER_cert_to_PEM_cert(der) for der in chain), client_cert_name
