@@ -20,12 +20,12 @@ from pathlib import Path
 # (area, marker frame prefixes): first match wins, so nested areas come first.
 AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("token log line (structlog JSON, write)", ("MutualTLSAuthorizationServer.log_issued",)),
-    ("JWT: claims + jti + joserfc + ECDSA P-256 sign", ("AccessTokenIssuer.issue",)),
+    ("JWT: claims + jti + ES256 compact signer (ECDSA P-256)", ("AccessTokenIssuer.issue",)),
     ("response write (uvicorn send -> TLS record -> socket write)", ("RequestResponseCycle.send",)),
-    ("form parsing, client lookup, ClientRequest (authlib OAuth2Request)", ("client_request",)),
+    ("form parsing, client lookup, ClientRequest (authlib OAuth2Request)", ("ClientEndpoint.resolve",)),
     ("authlib grant + client auth (certificate check)", ("AuthorizationServer.create_token_response",)),
-    ("token endpoint, rest", ("token_endpoint",)),
-    ("Starlette routing + middleware, uvicorn ASGI cycle", ("RequestResponseCycle.run_asgi",)),
+    ("token endpoint, rest (JSONReply, grant_type checks)", ("ClientEndpoint.__call__",)),
+    ("uvicorn ASGI cycle, app dispatch (Starlette: other routes)", ("RequestResponseCycle.run_asgi",)),
     ("uvicorn protocol callbacks (HTTP parse, task creation)", ("HttpToolsProtocol.",)),
     ("event loop, socket read, TLS decrypt (uvloop C code)", ("Runner.run", "run_forever")),
 ]
