@@ -26,7 +26,7 @@ from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTy
 
 from authz_resource.authorization_server import AuthorizationServer
 from authz_resource.cache import TokenCache
-from authz_resource.claims import check_audience, check_issuer, check_time
+from authz_resource.claims import check_audience, check_issuer, check_required, check_time
 from authz_resource.errors import InvalidToken, VerificationUnavailable
 from authz_resource.jwks import KeyCache
 from authz_resource.token import AccessToken
@@ -42,6 +42,9 @@ ASYMMETRIC_ALGORITHMS = frozenset({
     "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "Ed25519",
 })
 _TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# RFC 9068 §2.2: REQUIRED in a JWT access token (iss and aud are checked against their
+# expected values first, so their refusal names the mismatch).
+_RFC9068_REQUIRED = ("exp", "sub", "client_id", "iat", "jti")
 _NOT_A_JWT = "the access token is not a JWT (three base64url segments)"
 
 
@@ -143,8 +146,7 @@ class JWTAccessTokenValidator(TokenValidator):
             raise InvalidToken("malformed_jwt", "the access token's payload is not a JSON object")
         check_issuer(claims, self.issuer, required=True)
         check_audience(claims, self.audience, required=True)
-        if "exp" not in claims:
-            raise InvalidToken("malformed_claims", "the access token has no exp claim")
+        check_required(claims, _RFC9068_REQUIRED)
         check_time(claims, now, self.leeway)
         return AccessToken.from_claims(claims, "jwt")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from authz_resource.errors import InvalidToken
 
-__all__ = ["check_audience", "check_issuer", "check_time", "numeric_date"]
+__all__ = ["check_audience", "check_issuer", "check_required", "check_time", "numeric_date"]
 
 
 def check_issuer(claims: Mapping[str, Any], issuer: str, *, required: bool) -> None:
@@ -18,6 +18,15 @@ def check_issuer(claims: Mapping[str, Any], issuer: str, *, required: bool) -> N
     if iss != issuer:
         raise InvalidToken("wrong_issuer", "the access token was not issued by the expected authorization server",
                            detail=f"iss {iss!r}, expected {issuer!r}")
+
+
+def check_required(claims: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    """Each of ``names`` is present (RFC 9068 §2.2 lists the claims a JWT access token MUST
+    carry); the type of each is checked where it is used."""
+    missing = [name for name in names if claims.get(name) is None]
+    if missing:
+        raise InvalidToken("malformed_claims", f"the access token lacks required claims: {', '.join(missing)} "
+                           "(RFC 9068 section 2.2)", detail=f"missing {missing}")
 
 
 def check_audience(claims: Mapping[str, Any], audience: str, *, required: bool) -> None:

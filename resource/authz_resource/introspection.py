@@ -110,7 +110,9 @@ class IntrospectionValidator(TokenValidator):
                                detail=f"introspection: token_type={token_type!r}")
         check_issuer(response, self.server.issuer, required=False)
         if self.audience is not None:
-            check_audience(response, self.audience, required=False)
+            # RFC 7662 makes aud optional in the answer; a resource server that names its
+            # audience accepts only tokens the answer says are meant for it.
+            check_audience(response, self.audience, required=True)
         check_time(response, now, self.leeway)
         return AccessToken.from_claims(response, "introspection")
 

@@ -92,7 +92,7 @@ def jwt_validator(fake: FakeAuthorizationServer, **kwargs: Any) -> JWTAccessToke
 
 
 def introspection_validator(fake: FakeAuthorizationServer, **kwargs: Any) -> IntrospectionValidator:
-    return IntrospectionValidator(authorization_server(fake), client_id="rs", audience=AUDIENCE, **kwargs)
+    return IntrospectionValidator(authorization_server(fake), client_id="rs", **{"audience": AUDIENCE, **kwargs})
 
 
 def harness(fake: FakeAuthorizationServer, validator: TokenValidator | None = None,

@@ -78,9 +78,10 @@ async def test_ttl_zero_means_no_cache(fake: FakeAuthorizationServer) -> None:
     ({"active": True, "token_type": "refresh_token"}, "wrong_token_type"),
     ({"active": True, "iss": "https://other.test"}, "wrong_issuer"),
     ({"active": True, "aud": "https://other.test"}, "wrong_audience"),
-    ({"active": True, "exp": 1}, "expired"),
-    ({"active": True, "nbf": 4_000_000_000}, "not_yet_valid"),
-    ({"active": True, "scope": 5}, "malformed_claims"),
+    ({"active": True}, "wrong_audience"),
+    ({"active": True, "aud": AUDIENCE, "exp": 1}, "expired"),
+    ({"active": True, "aud": AUDIENCE, "nbf": 4_000_000_000}, "not_yet_valid"),
+    ({"active": True, "aud": AUDIENCE, "scope": 5}, "malformed_claims"),
 ])
 async def test_answers_that_do_not_accept_the_token(fake: FakeAuthorizationServer, answer: dict[str, Any],
                                                    reason: str) -> None:
@@ -89,9 +90,17 @@ async def test_answers_that_do_not_accept_the_token(fake: FakeAuthorizationServe
 
 
 async def test_minimal_active_answer(fake: FakeAuthorizationServer) -> None:
-    fake.introspection["t"] = {"active": True}
+    fake.introspection["t"] = {"active": True, "aud": AUDIENCE}
     token = await introspection_validator(fake).validate("t")
     assert token.expires_at == float("inf") and token.scopes == frozenset() and token.certificate_thumbprint is None
+
+
+async def test_an_answer_without_aud_is_enough_only_without_a_configured_audience(
+        fake: FakeAuthorizationServer) -> None:
+    fake.introspection["t"] = {"active": True}
+    assert (await refused(introspection_validator(fake), "t")).reason == "wrong_audience"
+    token = await introspection_validator(fake, audience=None).validate("t")
+    assert token.source == "introspection"
 
 
 async def test_failures_are_not_cached(fake: FakeAuthorizationServer) -> None:
@@ -157,7 +166,7 @@ def test_configuration_is_validated(tmp_path: Any) -> None:
 @pytest.mark.parametrize("times", [{"exp": float("nan")}, {"exp": 10**400}, {"nbf": 10**400}, {"iat": float("inf")}],
                          ids=["exp-nan", "exp-huge", "nbf-huge", "iat-inf"])
 async def test_time_members_must_be_finite_numbers(fake: FakeAuthorizationServer, times: dict[str, Any]) -> None:
-    fake.introspection["t"] = {"active": True, **times}
+    fake.introspection["t"] = {"active": True, "aud": AUDIENCE, **times}
     assert (await refused(introspection_validator(fake), "t")).reason == "malformed_claims"
 
 

@@ -57,6 +57,21 @@ async def test_unreadable_bodies_are_422(client: tuple[httpx.AsyncClient, str], 
     assert response.status_code == 422, response.text
 
 
+async def test_oversized_body_is_413_and_not_read_to_the_end(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _ = client
+    sent: list[int] = []
+
+    async def chunks() -> Any:
+        for _ in range(1000):  # 64 MiB if it were read to the end
+            sent.append(1)
+            yield b" " * 65536
+
+    response = await http.post("/accounts", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+    assert len(sent) < 1000
+
+
 async def test_create_then_read(client: tuple[httpx.AsyncClient, str]) -> None:
     http, _ = client
     created = await http.post("/accounts", json={"owner": "Grace", "currency": "USD"})

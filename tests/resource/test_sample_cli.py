@@ -14,6 +14,7 @@ from tests.resource.wire import REPO, SAMPLE_API
     (["--issuer", "https://127.0.0.1:1", "--client-id", "rs"], "go together"),
     (["--issuer", "http://127.0.0.1:1"], "issuer must be an https URL"),
     (["--issuer", "https://127.0.0.1:1"], "cannot load --tls-cert"),
+    (["--issuer", "https://127.0.0.1:1", "--jwks-refresh-cooldown", "0"], "--jwks-refresh-cooldown"),
 ])
 def test_bad_configuration_is_refused(extra: list[str], message: str) -> None:
     not_pem = str(REPO / "pyproject.toml")

@@ -10,6 +10,7 @@ The store is a dict in the application's state: a sample, not a bank.
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["create_app", "routes"]
 log = structlog.get_logger("authz_resource.sample")
 
 _CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
+MAX_BODY_BYTES = 16 * 1024  # an account is two short strings
 
 
 def _seed() -> dict[str, dict[str, Any]]:
@@ -55,8 +57,14 @@ async def get_account(request: Request) -> JSONResponse:
 
 @require_scopes("accounts:write")
 async def create_account(request: Request) -> JSONResponse:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "body_too_large",
+                                 "error_description": f"the body exceeds {MAX_BODY_BYTES} bytes"}, status_code=413)
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         body = None
     owner = body.get("owner") if isinstance(body, dict) else None

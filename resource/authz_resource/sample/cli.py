@@ -33,8 +33,9 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--client-id", help="The API's client_id at the authorization server, for introspection.")
 @click.option("--introspection-cache-ttl", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
               help="Seconds an introspection answer is reused (how long a revocation can go unnoticed).")
-@click.option("--jwks-refresh-cooldown", default=5.0, show_default=True, type=click.FloatRange(0, 3600),
-              help="Minimum seconds between key-set fetches triggered by unknown kids.")
+@click.option("--jwks-refresh-cooldown", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Minimum seconds between key-set fetches triggered by unknown kids (at least 0.1: "
+                   "made-up kids must not turn into one fetch per request).")
 @click.option("--leeway", default=30.0, show_default=True, type=click.FloatRange(0, 300),
               help="Clock-skew tolerance for exp/nbf/iat, seconds.")
 @click.option("--allow-unbound-tokens", is_flag=True, help="Accept tokens without cnf (not recommended).")
