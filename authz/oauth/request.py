@@ -41,7 +41,9 @@ async def read_form(headers: Headers, receive: Receive) -> dict[str, str]:
     if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
         raise MalformedForm("the body must be application/x-www-form-urlencoded")
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    # isascii: str.isdigit() also accepts digits int() refuses ("²" is latin-1). A malformed
+    # length is the HTTP server's to refuse; the read below enforces the limit regardless.
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
     return parse_form(await _read_body(receive))
 

@@ -194,6 +194,15 @@ async def test_declared_oversized_body_is_refused_before_it_is_read(setup: Any) 
     assert "exceeds 16384 bytes" in body["error_description"]
 
 
+@pytest.mark.parametrize("declared", [b"\xb2", b"-1", b"12abc", b"", b"1" * 400])
+async def test_odd_content_length_is_not_a_server_error(setup: Any, declared: bytes) -> None:
+    _, wrapper, _, _ = setup
+    exchange = _Exchange({"type": "http.request", "body": b"grant_type=client_credentials", "more_body": False})
+    await exchange.run(wrapper, "/token", [_FORM, (b"content-length", declared)])
+    status, body = exchange.reply
+    assert status < 500, body
+
+
 async def test_chunked_body_is_refused_once_it_outgrows_the_limit(setup: Any) -> None:
     _, wrapper, _, _ = setup
     chunks = [{"type": "http.request", "body": b"a" * 4096, "more_body": True} for _ in range(10)]
