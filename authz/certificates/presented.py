@@ -22,7 +22,7 @@ from authz.certificates.distinguished_name import DistinguishedName
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.certificates.thumbprint import x5t_s256
 
-__all__ = ["PresentedCertificate", "presented_certificate"]
+__all__ = ["CACHEABLE_CHAIN_BYTES", "PresentedCertificate", "presented_certificate"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ def _safe_name(cert: x509.Certificate, which: str) -> str:
 
 
 _CACHE_SIZE = 4096
+# Chains larger than this (ordinary ones are a few KiB; TLS allows about 100 KiB) are parsed
+# every time rather than cached: the caches must stay small whatever clients send.
+CACHEABLE_CHAIN_BYTES = 16 * 1024
 _cache: OrderedDict[tuple[str, ...], PresentedCertificate] = OrderedDict()
 
 
@@ -117,7 +120,8 @@ def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | No
         _cache.move_to_end(key)
         return cached
     parsed = _parse(key)
-    _cache[key] = parsed
-    if len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
+    if sum(map(len, key)) <= CACHEABLE_CHAIN_BYTES * 4 // 3:  # PEM: base64 of the DER
+        _cache[key] = parsed
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
     return parsed

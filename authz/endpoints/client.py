@@ -37,6 +37,7 @@ class ClientEndpoint:
 
     def __init__(self, context: ServerContext) -> None:
         self.context = context
+        self.uri = context.issuer + self.path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -67,7 +68,7 @@ class ClientEndpoint:
                 client = unusable
         return ClientRequest(
             endpoint=self.name,
-            uri=self.context.issuer + self.path,
+            uri=self.uri,
             headers=headers,
             form=form,
             scope=scope,

@@ -15,23 +15,22 @@ log = structlog.get_logger("authz.tokens")
 
 
 class _TokenManagementEndpoint(ClientEndpoint):
-    async def with_token(self, request: ClientRequest) -> ClientRequest:
-        """The request with its ``token`` verified and its revocation state known, for
-        authlib's synchronous endpoint classes."""
+    """``name`` is also the authlib endpoint's ``ENDPOINT_NAME``."""
+
+    async def answer(self, request: ClientRequest) -> JSONReply:
+        # authlib's endpoint classes are synchronous: verify the token and look up its
+        # revocation state first.
         token = self.context.token_verifier.verify(request.form.get("token", ""))
         if token is not None and await self.context.revocations.is_revoked(token.jti):
             token = type(token)(token.claims, revoked=True)
         request.resolved_token = token
-        return request
+        reply: JSONReply = self.context.server.create_endpoint_response(self.name, request)
+        return reply
 
 
 class IntrospectionEndpoint(_TokenManagementEndpoint):
     name = "introspection"
     path = "/introspect"
-
-    async def answer(self, request: ClientRequest) -> JSONReply:
-        reply: JSONReply = self.context.server.create_endpoint_response("introspection", await self.with_token(request))
-        return reply
 
 
 class RevocationEndpoint(_TokenManagementEndpoint):
@@ -39,7 +38,7 @@ class RevocationEndpoint(_TokenManagementEndpoint):
     path = "/revoke"
 
     async def answer(self, request: ClientRequest) -> JSONReply:
-        reply: JSONReply = self.context.server.create_endpoint_response("revocation", await self.with_token(request))
+        reply = await super().answer(request)
         token = request.pending_revocation
         if token is not None and not token.is_revoked():
             try:

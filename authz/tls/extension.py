@@ -14,6 +14,8 @@ from typing import Any
 
 from cryptography import x509
 
+from authz.certificates.presented import CACHEABLE_CHAIN_BYTES
+
 __all__ = ["peer_certificate_chain", "tls_extension"]
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -58,7 +60,10 @@ _cipher_id_cache: dict[int, dict[str, int]] = {}
 
 def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dict[str, Any]:
     """The ASGI TLS extension for the connection that ``ssl_object`` terminates."""
-    chain_pem, client_cert_name = _client_certificate_fields(tuple(peer_certificate_chain(ssl_object)))
+    chain = tuple(peer_certificate_chain(ssl_object))
+    # Ordinary chains are a few KiB; a client could send distinct 100 KiB ones to fill the cache.
+    fields = _cached_certificate_fields if sum(map(len, chain)) <= CACHEABLE_CHAIN_BYTES else _certificate_fields
+    chain_pem, client_cert_name = fields(chain)
     cipher = ssl_object.cipher()
     cipher_suite: int | None = None
     version: int | None = None
@@ -78,11 +83,8 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dic
     }
 
 
-@functools.lru_cache(maxsize=1024)
-def _client_certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...], str | None]:
-    """PEM chain and subject name of a client chain. Cached: a client opens many connections
-    with the same certificate, and the PEM strings that come back equal (and already hashed)
-    are what the application's parse cache is keyed by."""
+def _certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...], str | None]:
+    """PEM chain and subject name of a client chain."""
     client_cert_name: str | None = None
     if chain:
         try:
@@ -92,3 +94,8 @@ def _client_certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...
             # refuse it with a precise reason; the name is only informative.
             client_cert_name = None
     return tuple(ssl.DER_cert_to_PEM_cert(der) for der in chain), client_cert_name
+
+
+# A client opens many connections with the same certificate: convert it once, and the equal PEM
+# strings come back already hashed for the application's parse cache (keyed by them).
+_cached_certificate_fields = functools.lru_cache(maxsize=1024)(_certificate_fields)

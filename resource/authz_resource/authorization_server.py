@@ -145,25 +145,39 @@ class AuthorizationServer:
 
     async def _request(self, method: str, url: str, what: str, data: dict[str, str] | None = None) -> Mapping[str, Any]:
         try:
-            response = await self._client().request(method, url, data=data, headers={"accept": "application/json"})
-        except httpx.HTTPError as exc:
+            request = self._client().stream(method, url, data=data, headers={"accept": "application/json"})
+            async with request as response:
+                body = await _read_bounded(response)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a bad URL in the metadata
             raise VerificationUnavailable(f"{what}_unreachable", _UNAVAILABLE,
                                           detail=f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        body = response.content
-        if response.status_code != 200 or len(body) > _MAX_DOCUMENT:
+        if body is None or response.status_code != 200:
+            shown = "larger than 1 MiB" if body is None else body[:300].decode("utf-8", "replace")
             raise VerificationUnavailable(
-                f"{what}_failed", _UNAVAILABLE,
-                detail=f"{method} {url}: HTTP {response.status_code}: {body[:300].decode('utf-8', 'replace')}",
+                f"{what}_failed", _UNAVAILABLE, detail=f"{method} {url}: HTTP {response.status_code}: {shown}",
             )
         try:
             document = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested arrays
             raise VerificationUnavailable(f"{what}_failed", _UNAVAILABLE,
-                                          detail=f"{method} {url}: not JSON: {exc}") from exc
+                                          detail=f"{method} {url}: not JSON: {type(exc).__name__}: {exc}") from exc
         if not isinstance(document, dict):
             raise VerificationUnavailable(f"{what}_failed", _UNAVAILABLE,
                                           detail=f"{method} {url}: not a JSON object")
         return document
+
+
+async def _read_bounded(response: httpx.Response) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``_MAX_DOCUMENT`` (not read further)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > _MAX_DOCUMENT:
+        return None
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > _MAX_DOCUMENT:
+            return None
+    return bytes(body)
 
 
 def _client_context(ca_file: str | Path | None, cert: str | Path | None, key: str | Path | None) -> ssl.SSLContext:

@@ -16,7 +16,6 @@ with 401, so a forgotten middleware fails closed.
 # annotations at runtime to inject the connection.
 import functools
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -110,8 +109,10 @@ class RequireScopes:
     def __call__(self, connection: HTTPConnection) -> AccessToken:
         token, refusal, challenger = check_scopes(connection.scope, self.required)
         if refusal is not None:
-            _, headers, body = challenger.response(refusal)
-            www = {name.decode(): value.decode() for name, value in headers if name == b"www-authenticate"}
-            raise HTTPException(refusal.status, detail=json.loads(body)["error_description"], headers=www)
+            # The challenge headers as the middleware renders them; the body is FastAPI's.
+            _, headers, _ = challenger.response(refusal)
+            kept = {name.decode(): value.decode() for name, value in headers
+                    if name in (b"www-authenticate", b"retry-after")}
+            raise HTTPException(refusal.status, detail=refusal.description, headers=kept)
         assert token is not None
         return token

@@ -131,7 +131,9 @@ async def test_mtls_endpoint_alias_is_preferred() -> None:
 
 
 @pytest.mark.parametrize(("status", "body"), [(401, b'{"error":"invalid_client"}'), (200, b"not json"),
-                                              (200, b"[1]"), (500, b"")])
+                                              (200, b"[1]"), (500, b""), (200, b"[" * 50_000),
+                                              (200, b" " * (1024 * 1024 + 1))],
+                         ids=["401", "not-json", "not-object", "500", "deep-nesting", "over-1-MiB"])
 async def test_bad_answers_are_unavailable(status: int, body: bytes) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.startswith("/.well-known/"):
@@ -144,6 +146,40 @@ async def test_bad_answers_are_unavailable(status: int, body: bytes) -> None:
     with pytest.raises(VerificationUnavailable) as info:
         await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
     assert info.value.reason == "introspection_failed"
+
+
+async def test_an_oversized_streamed_answer_is_not_read_to_the_end() -> None:
+    chunks_read: list[int] = []
+
+    async def endless() -> Any:
+        for _ in range(10_000):  # 640 MiB if it were read to the end
+            chunks_read.append(1)
+            yield b" " * 65536
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/.well-known/"):
+            return httpx.Response(200, json={"issuer": ISSUER, "introspection_endpoint": ISSUER + "/introspect"})
+        return httpx.Response(200, content=endless())
+
+    server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    from authz_resource import IntrospectionValidator
+
+    with pytest.raises(VerificationUnavailable) as info:
+        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+    assert info.value.reason == "introspection_failed" and "larger than 1 MiB" in info.value.detail
+    assert len(chunks_read) < 100
+
+
+async def test_a_malformed_endpoint_url_in_the_metadata_is_unavailable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"issuer": ISSUER, "introspection_endpoint": "https://[::1/introspect"})
+
+    server = AuthorizationServer(ISSUER, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    from authz_resource import IntrospectionValidator
+
+    with pytest.raises(VerificationUnavailable) as info:
+        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+    assert info.value.reason == "introspection_unreachable"
 
 
 def test_metadata_url_per_rfc8414() -> None:
