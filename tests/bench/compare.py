@@ -7,6 +7,11 @@ targets of the token-endpoint benchmark checked. Standard library only.
 Each JSONL line is one ``measure.py run`` RESULT: the load generator's JSON (rps, p50_ms,
 p99_ms, errors, conns, mode) plus label (pki | selfsigned), server_cpu_pct and foreign_cpu_pct
 (percent of ONE core over the run's window). Values are medians over the runs.
+
+With ``--order interleaved`` the i-th run of a (client, mode) on one side was taken right before
+or after the i-th run on the other: the ratio is then the median of the per-pair ratios, which
+drift of the shared box over the invocation does not bias. Otherwise it is the ratio of the two
+medians.
 """
 
 from __future__ import annotations
@@ -55,6 +60,13 @@ def load(path: Path) -> dict[tuple[str, str], Group]:
     return groups
 
 
+def pair_ratios(ours: Group, peer: Group) -> list[float] | None:
+    """ours/peer req/s of the runs taken side by side (i-th with i-th), or None if they do not pair."""
+    if len(ours.rows) != len(peer.rows) or not all(r.get("rps") for r in peer.rows):
+        return None
+    return [float(o["rps"]) / float(p["rps"]) for o, p in zip(ours.rows, peer.rows, strict=True)]
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 
@@ -74,7 +86,7 @@ def main() -> int:
     ap.add_argument("--ours-rss-kb", type=int, default=0, help="VmRSS of our server process at the end (kB)")
     ap.add_argument("--peer-hwm-kb", type=int, default=0, help="sampled VmHWM of the peer's node process (kB)")
     ap.add_argument("--max-foreign", type=float, default=15.0, help="MAX_FOREIGN of run-peer-bench.sh")
-    ap.add_argument("--order", default="ours peer")
+    ap.add_argument("--order", default="ours peer", help='"interleaved" pairs the i-th runs of both sides')
     ap.add_argument("--server-log-summary", type=Path)
     ap.add_argument("--ours-out", type=Path, help="console output of the run against our server")
     ap.add_argument("--peer-out", type=Path, help="console output of the peer run")
@@ -94,9 +106,13 @@ def main() -> int:
             rows.append([label, mode, "", *(["-"] * (len(header) - 3))])
             continue
         o_rps, p_rps = o.med("rps"), p.med("rps")
-        ratio = o_rps / p_rps if p_rps else float("inf")
-        lo = min(o.values("rps")) / max(p.values("rps")) if max(p.values("rps")) else float("inf")
-        hi = max(o.values("rps")) / min(p.values("rps")) if min(p.values("rps")) else float("inf")
+        paired = pair_ratios(o, p) if args.order == "interleaved" else None
+        if paired:
+            ratio, lo, hi = statistics.median(paired), min(paired), max(paired)
+        else:
+            ratio = o_rps / p_rps if p_rps else float("inf")
+            lo = min(o.values("rps")) / max(p.values("rps")) if max(p.values("rps")) else float("inf")
+            hi = max(o.values("rps")) / min(p.values("rps")) if min(p.values("rps")) else float("inf")
         rows.append([
             label, mode, str(o.conns) if o.conns == p.conns else f"{o.conns}/{p.conns}",
             f"{o_rps:.0f}", f"{p_rps:.0f}", f"{ratio:.2f}x", f"{lo:.2f}-{hi:.2f}x",
@@ -107,9 +123,13 @@ def main() -> int:
         ])
         target = RPS_RATIO_TARGET.get(mode)
         if target is not None:
-            checks.append((f"req/s {label}/{mode}: ours/peer = {ratio:.2f}x (target >= {target}x)",
-                           f"runs: ours {[round(x) for x in o.values('rps')]}, "
-                           f"peer {[round(x) for x in p.values('rps')]}", ratio >= target))
+            how = "median of paired runs" if paired else "ratio of medians"
+            detail = (f"runs: ours {[round(x) for x in o.values('rps')]}, "
+                      f"peer {[round(x) for x in p.values('rps')]}")
+            if paired:
+                detail += f", pairs {[round(x, 2) for x in paired]}"
+            checks.append((f"req/s {label}/{mode}: ours/peer = {ratio:.2f}x, {how} (target >= {target}x)",
+                           detail, ratio >= target))
         if o.conns == P99_TARGET_CONNS:
             p99 = o.med("p99_ms")
             checks.append((f"p99 {label}/{mode} at {o.conns} conns: {p99:.2f} ms (target < {P99_TARGET_MS:.0f} ms)",
@@ -126,8 +146,13 @@ def main() -> int:
           f"(order: {args.order})")
     print(f"ours: {args.ours}\npeer: {args.peer}\n")
     print(table(header, rows))
-    print("\nratio = median ours req/s / median peer req/s; ratio range = worst..best pairing of single runs;"
-          "\nCPU µs/tok = server CPU (process tree) per token, median over runs; foreign = other processes on the box.")
+    if args.order == "interleaved":
+        print("\nratio = median over runs of (ours req/s / peer req/s of the run taken next to it); "
+              "ratio range = lowest..highest of those pairs;")
+    else:
+        print("\nratio = median ours req/s / median peer req/s; ratio range = worst..best pairing of single runs;")
+    print(
+          "CPU µs/tok = server CPU (process tree) per token, median over runs; foreign = other processes on the box.")
     print("\nTargets")
     for text, detail, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}" + (f"   [{detail}]" if detail else ""))
@@ -137,7 +162,8 @@ def main() -> int:
     print("\nMemory")
     print(f"  ours: VmHWM {args.ours_hwm_kb / 1024:.1f} MB, VmRSS at the end {args.ours_rss_kb / 1024:.1f} MB")
     if args.peer_hwm_kb:
-        print(f"  peer (node, sampled every 2 s): VmHWM {args.peer_hwm_kb / 1024:.1f} MB")
+        how = "read at the end" if args.order == "interleaved" else "sampled every 2 s"
+        print(f"  peer (node, {how}): VmHWM {args.peer_hwm_kb / 1024:.1f} MB")
 
     print(f"\nMachine load (runs with foreign CPU > {args.max_foreign:.0f}% of a core were retried; kept ones flagged)")
     for name, groups in (("ours", ours), ("peer", peer)):

@@ -6,9 +6,11 @@
 #   RUNS=1 DURATION=5 tests/bench/run_token_bench.sh
 #
 # Steps: peer prerequisites (idempotent) -> peer PKI -> OUR server (1 worker, fresh temp data dir,
-# bench-pki + bench-selfsigned registered, peer PKI) -> ../shared/bench/peer/run-peer-bench.sh
-# against it (TARGET_URL/TARGET_PID) -> stop it -> the same script against the peer -> one table
-# (tests/bench/compare.py) with ratios and PASS/FAIL per target. See tests/bench/README.md.
+# bench-pki + bench-selfsigned registered, peer PKI) and the peer, both kept running -> for each
+# run, client and mode: ../shared/bench/peer/run-peer-bench.sh (RUNS=1) against one and then the
+# other (TARGET_URL/TARGET_PID), the side that goes first alternating -> one table
+# (tests/bench/compare.py) with ratios of paired runs and PASS/FAIL per target.
+# See tests/bench/README.md.
 #
 # Knobs (environment; defaults are run-peer-bench.sh's and are passed to BOTH runs):
 #   RUNS=3 DURATION=10 WARMUP=2 CONNS=16 CONNS_KEEPALIVE CONNS_HANDSHAKE
@@ -17,14 +19,15 @@
 # This script's own:
 #   PEER_DIR=../shared/bench/peer   OUR_PORT / PEER_PORT (default: free loopback ports)
 #   LOG_LEVEL=info (our server; the product logs one JSON line per token at info)
-#   ORDER="ours peer"   which server is measured first ("peer ours" to check for drift)
+#   ORDER=interleaved   each run of ours is paired with a run of the peer taken right before or
+#                       after it; "ours peer" / "peer ours" measure one whole side, then the other
 #   KEEP_TMP=0   1 keeps our server's temp data dir and log
 set -euo pipefail
 
 # Paths and defaults shared with the other benchmark scripts; start_ours / stop_ours.
 # shellcheck source=tests/bench/ours_server.sh
 . "$(dirname "$0")/ours_server.sh"
-ORDER="${ORDER:-ours peer}"
+ORDER="${ORDER:-interleaved}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
 # Same knobs for both runs: fix the defaults here and export them.
@@ -44,8 +47,10 @@ PEER_PORT="${PEER_PORT:-$(free_port)}"
 
 TMP="$(mktemp -d /tmp/authz-bench.XXXXXX)"
 SAMPLER_PID=""
+PEER_PID=""
 cleanup() {
   stop_ours
+  stop_peer
   if [ -n "$SAMPLER_PID" ]; then kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; fi
   if [ "$KEEP_TMP" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -68,17 +73,12 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 
 jsonl_of() { sed -n 's/^results: //p' "$1" | tail -1; }
 
-run_ours() {
-  start_ours > "$TMP/ours.info"; cat "$TMP/ours.info"
-  TARGET_URL="https://127.0.0.1:$OUR_PORT/token" TARGET_PID="$SERVER_PID" \
-    "$PEER_DIR/run-peer-bench.sh" 2>&1 | tee "$TMP/ours.out"
+# After our server's last run: its peak RSS, stop it, summarise its log.
+finish_ours() {
   # VmHWM = peak resident set of the server process over its whole life.
   awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status" > "$TMP/ours.hwm_kb"
   awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" > "$TMP/ours.rss_kb"
   stop_ours
-  local rel; rel="$(jsonl_of "$TMP/ours.out")"
-  [ -n "$rel" ] || { echo "no results file from the run against our server" >&2; exit 1; }
-  cp "$PEER_DIR/$rel" "$RESULTS/ours-$STAMP.jsonl"; cp "$TMP/ours.out" "$RESULTS/ours-$STAMP.out"
   {
     cat "$TMP/ours.info"
     printf 'tokens logged (token_issued lines): %s\n' "$(grep -c '"token_issued"' "$TMP/authz-server.log" || true)"
@@ -86,6 +86,77 @@ run_ours() {
     echo "warnings/errors in the log (first 10):"
     grep -E '"level": "(warning|error|critical)"|Traceback|ERROR' "$TMP/authz-server.log" | head -10 || echo "  (none)"
   } > "$RESULTS/ours-$STAMP.server-log-summary.txt"
+}
+
+run_ours() {
+  start_ours > "$TMP/ours.info"; cat "$TMP/ours.info"
+  TARGET_URL="https://127.0.0.1:$OUR_PORT/token" TARGET_PID="$SERVER_PID" \
+    "$PEER_DIR/run-peer-bench.sh" 2>&1 | tee "$TMP/ours.out"
+  local rel; rel="$(jsonl_of "$TMP/ours.out")"
+  [ -n "$rel" ] || { echo "no results file from the run against our server" >&2; exit 1; }
+  cp "$PEER_DIR/$rel" "$RESULTS/ours-$STAMP.jsonl"; cp "$TMP/ours.out" "$RESULTS/ours-$STAMP.out"
+  finish_ours
+}
+
+# The peer for a whole interleaved invocation, started the way run-peer-bench.sh starts it
+# (WORKERS=1: the node process is the server). Sets PEER_PID.
+start_peer() {
+  ( cd "$PEER_DIR" && exec env NODE_ENV=production PORT="$PEER_PORT" node oidc-provider-server.mjs ) \
+    > "$TMP/peer-server.log" 2>&1 &
+  PEER_PID=$!
+  local up=0
+  for _ in $(seq 1 100); do
+    kill -0 "$PEER_PID" 2>/dev/null || { cat "$TMP/peer-server.log" >&2; echo "the peer exited" >&2; return 1; }
+    if curl -s -o /dev/null --cacert "$PKI/ca.crt" \
+      "https://127.0.0.1:$PEER_PORT/.well-known/openid-configuration"; then up=1; break; fi
+    sleep 0.1
+  done
+  [ "$up" = 1 ] || { tail -20 "$TMP/peer-server.log" >&2; echo "the peer did not answer within 10 s" >&2; return 1; }
+  echo "peer: oidc-provider $(cd "$PEER_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version") node $(node --version) pid $PEER_PID port $PEER_PORT JWT_ALG=$JWT_ALG WORKERS=$WORKERS"
+}
+
+stop_peer() {
+  if [ -n "$PEER_PID" ] && kill -0 "$PEER_PID" 2>/dev/null; then
+    kill "$PEER_PID" 2>/dev/null || true; wait "$PEER_PID" 2>/dev/null || true
+    echo "peer stopped (pid $PEER_PID)"
+  fi
+  PEER_PID=""
+}
+
+# One measurement (RUNS=1, one client, one mode) of one side, appended to that side's results.
+bench_cell() { # side client mode
+  local side=$1 client=$2 mode=$3 port pid rel
+  if [ "$side" = ours ]; then port=$OUR_PORT; pid=$SERVER_PID; else port=$PEER_PORT; pid=$PEER_PID; fi
+  echo; echo "--------------- $side: client=$client mode=$mode ---------------"
+  TARGET_URL="https://127.0.0.1:$port/token" TARGET_PID="$pid" RUNS=1 CLIENTS="$client" MODES="$mode" \
+    "$PEER_DIR/run-peer-bench.sh" 2>&1 | tee "$TMP/cell.out"
+  rel="$(jsonl_of "$TMP/cell.out")"
+  [ -n "$rel" ] || { echo "no results file from the $side run" >&2; exit 1; }
+  cat "$PEER_DIR/$rel" >> "$RESULTS/$side-$STAMP.jsonl"; cat "$TMP/cell.out" >> "$RESULTS/$side-$STAMP.out"
+}
+
+# Both servers up; each run of one side is paired with the other's run of the same cell, taken
+# right before or after it, so that the box's drift over the invocation (±15-25 % here) hits both.
+# Who goes first alternates from cell to cell and from run to run.
+run_interleaved() {
+  start_ours > "$TMP/ours.info"; cat "$TMP/ours.info"
+  start_peer > "$TMP/peer.info"; cat "$TMP/peer.info"
+  cp "$TMP/peer.info" "$RESULTS/peer-$STAMP.out"
+  local run client mode cell=0 first second
+  for run in $(seq 1 "$RUNS"); do
+    for client in $CLIENTS; do
+      for mode in $MODES; do
+        if [ $(((run + cell) % 2)) = 1 ]; then first=ours second=peer; else first=peer second=ours; fi
+        echo; echo "=============== run $run/$RUNS client=$client mode=$mode: $first, then $second ==============="
+        bench_cell "$first" "$client" "$mode"
+        bench_cell "$second" "$client" "$mode"
+        cell=$((cell + 1))
+      done
+    done
+  done
+  awk '/^VmHWM:/ {print $2}' "/proc/$PEER_PID/status" > "$TMP/peer.hwm_kb"
+  stop_peer
+  finish_ours
 }
 
 run_peer() {
@@ -111,14 +182,18 @@ run_peer() {
 }
 
 echo "knobs: RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP CONNS_KEEPALIVE=$CONNS_KEEPALIVE CONNS_HANDSHAKE=$CONNS_HANDSHAKE MODES=\"$MODES\" CLIENTS=\"$CLIENTS\" LOADGEN_KEEPALIVE=$LOADGEN_KEEPALIVE LOADGEN_HANDSHAKE=$LOADGEN_HANDSHAKE order=\"$ORDER\""
-for side in $ORDER; do
-  echo; echo "=============== $side ==============="
-  case "$side" in
-    ours) run_ours ;;
-    peer) run_peer ;;
-    *) echo "ORDER: unknown side $side" >&2; exit 2 ;;
-  esac
-done
+if [ "$ORDER" = interleaved ]; then
+  run_interleaved
+else
+  for side in $ORDER; do
+    echo; echo "=============== $side ==============="
+    case "$side" in
+      ours) run_ours ;;
+      peer) run_peer ;;
+      *) echo "ORDER: unknown side $side (interleaved, \"ours peer\" or \"peer ours\")" >&2; exit 2 ;;
+    esac
+  done
+fi
 
 kb() { [ -s "$1" ] && cat "$1" || echo 0; }
 echo
