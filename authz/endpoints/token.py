@@ -5,7 +5,7 @@ from __future__ import annotations
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedGrantTypeError
 
 from authz.endpoints.client import ClientEndpoint
-from authz.oauth.reply import JSONReply
+from authz.oauth.reply import JSONReply, TokenReply
 from authz.oauth.request import ClientRequest
 from authz.oauth.server import oauth_error_response
 
@@ -34,5 +34,5 @@ class TokenEndpoint(ClientEndpoint):
         if grant_type != "client_credentials":
             return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint=self.name, peer=request.peer,
                                         client_id=request.form.get("client_id"), grant_type=grant_type[:100])
-        reply: JSONReply = self.context.server.create_token_response(request)
-        return reply
+        reply: JSONReply | TokenReply = self.context.server.create_token_response(request)
+        return await reply.signed() if isinstance(reply, TokenReply) else reply

@@ -7,6 +7,7 @@ them and the two ASGI messages needs a framework object (see ``authz.endpoints.c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.types import Send
 
-__all__ = ["JSONReply"]
+__all__ = ["JSONReply", "TokenReply"]
 
 _CONTENT_TYPE = b"content-type"
 _JSON = b"application/json"
@@ -39,3 +40,23 @@ class JSONReply:
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenReply:
+    """A token response (RFC 6749 §5.1) whose access token is still being signed
+    (``authz.tokens.signature_batch``): the token endpoint awaits ``signed``."""
+
+    status: int
+    document: dict[str, Any]
+    headers: list[tuple[str, str]]
+
+    @classmethod
+    def pending(cls, status: int, document: Any, headers: list[tuple[str, str]]) -> TokenReply | None:
+        if isinstance(document, dict) and isinstance(document.get("access_token"), asyncio.Future):
+            return cls(status, document, headers)
+        return None
+
+    async def signed(self) -> JSONReply:
+        document = dict(self.document, access_token=await self.document["access_token"])
+        return JSONReply.of(self.status, document, self.headers)

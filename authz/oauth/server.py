@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -12,7 +13,7 @@ from authz.certificates.chain import ChainValidator
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.oauth.client_auth import ClientAuthenticator
 from authz.oauth.grants import MutualTLSClientCredentialsGrant
-from authz.oauth.reply import JSONReply
+from authz.oauth.reply import JSONReply, TokenReply
 from authz.oauth.request import ClientRequest
 from authz.oauth.token_endpoints import MutualTLSIntrospectionEndpoint, MutualTLSRevocationEndpoint
 from authz.tokens.access_token import AccessTokenIssuer
@@ -65,8 +66,8 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def create_oauth2_request(self, request: ClientRequest) -> ClientRequest:
         return request
 
-    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> JSONReply:
-        return JSONReply.of(status, body, headers)
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> JSONReply | TokenReply:
+        return TokenReply.pending(status, body, headers) or JSONReply.of(status, body, headers)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
@@ -79,11 +80,19 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return super().handle_error_response(request, error)  # type: ignore[no-any-return]
 
     def log_issued(self, request: ClientRequest, token: dict[str, Any], thumbprint: str | None) -> None:
-        log.info(
-            "token_issued",
-            client_id=request.client.client_id,
-            method=request.client.auth_method,
-            scope=token.get("scope"),
-            cnf_x5t_s256=thumbprint,
-            peer=request.peer,
-        )
+        """One ``token_issued`` line once the token is signed (``AccessTokenIssuer.issue``): a
+        signature that fails is a server error, logged as such, and no token was issued."""
+        client = request.client
+
+        def signed(access_token: asyncio.Future[str]) -> None:
+            if not access_token.cancelled() and access_token.exception() is None:
+                log.info(
+                    "token_issued",
+                    client_id=client.client_id,
+                    method=client.auth_method,
+                    scope=token.get("scope"),
+                    cnf_x5t_s256=thumbprint,
+                    peer=request.peer,
+                )
+
+        token["access_token"].add_done_callback(signed)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from authz.keys.signing import SigningKeys
+from authz.tokens.signature_batch import SignatureBatch
 
 __all__ = ["AccessTokenIssuer"]
 
@@ -18,9 +19,12 @@ class AccessTokenIssuer:
     issuer: str
     audience: str
     lifetime: int
+    signatures: SignatureBatch = field(default_factory=SignatureBatch)
 
     def issue(self, *, client_id: str, scope: str, certificate_thumbprint: str | None) -> dict[str, Any]:
-        """The token response body (RFC 6749 §5.1) for a client_credentials grant."""
+        """The token response body (RFC 6749 §5.1) for a client_credentials grant. Its
+        ``access_token`` is a future: the JWT is signed in the event loop's next turn, with the
+        other tokens of this turn (``authz.tokens.signature_batch``)."""
         active = self.keys.active
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -37,7 +41,7 @@ class AccessTokenIssuer:
             claims["scope"] = scope
         if certificate_thumbprint is not None:
             claims["cnf"] = {"x5t#S256": certificate_thumbprint}
-        token = active.signer.sign(claims)
+        token = self.signatures.sign(active.signer, claims)
         response: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
         if scope:
             response["scope"] = scope

@@ -47,7 +47,14 @@ class ES256CompactSigner:
         self._encoded_header = _b64url(_json(header)) + b"."
 
     def sign(self, claims: dict[str, Any]) -> str:
-        signing_input = self._encoded_header + _b64url(_json(claims))
+        return self.sign_input(self.signing_input(claims))
+
+    def signing_input(self, claims: dict[str, Any]) -> bytes:
+        """``BASE64URL(header) || '.' || BASE64URL(claims)``: what the signature covers."""
+        return self._encoded_header + _b64url(_json(claims))
+
+    def sign_input(self, signing_input: bytes) -> str:
+        """The compact JWS of a ``signing_input`` made by this signer."""
         r, s = decode_dss_signature(self._private_key.sign(signing_input, _ECDSA_SHA256))
         signature = r.to_bytes(_P256_COORDINATE_BYTES, "big") + s.to_bytes(_P256_COORDINATE_BYTES, "big")
         return (signing_input + b"." + _b64url(signature)).decode("ascii")

@@ -1,6 +1,7 @@
 """The endpoints in-process, with the client certificate injected as the ASGI TLS extension
 (the wire tests cover the same paths through real handshakes)."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from authz.app import create_app
 from authz.certificates.rejection import RejectionReason
 from authz.context import ServerContext
 from authz.settings import Settings
+from authz.tokens.compact_signer import ES256CompactSigner
 from tests.support.pki import Issued, TestCA
 
 ISSUER = "https://as.example"
@@ -67,6 +69,34 @@ async def test_token_is_bound_and_verifiable(setup: Any) -> None:
     assert decoded.header["typ"] == "at+jwt"
     assert decoded.claims["cnf"]["x5t#S256"]
     assert decoded.claims["aud"] == ISSUER and decoded.claims["sub"] == "pki"
+
+
+async def test_concurrent_token_requests_each_get_their_own_valid_token(setup: Any) -> None:
+    # Their signatures are made together (authz.tokens.signature_batch): none may get another's.
+    client, wrapper, cert, context = setup
+    wrapper.chain = pem(cert)
+    responses = await asyncio.gather(*(
+        client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki", "scope": scope})
+        for scope in ["read", "write", "read write"] * 4
+    ))
+    keys = KeySet.import_key_set(context.keys.jwks)
+    claims = [jwt.decode(r.json()["access_token"], keys, algorithms=["ES256"]).claims for r in responses]
+    assert [c["scope"] for c in claims] == [r.json()["scope"] for r in responses] == ["read", "write", "read write"] * 4
+    assert len({c["jti"] for c in claims}) == 12
+
+
+async def test_a_failed_signature_is_a_json_500_without_details(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, wrapper, cert, _ = setup
+    wrapper.chain = pem(cert)
+
+    def broken(self: Any, signing_input: bytes) -> str:
+        raise RuntimeError("key material on fire")
+
+    monkeypatch.setattr(ES256CompactSigner, "sign_input", broken)
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
+    assert response.status_code == 500
+    assert response.json()["error"] == "server_error"
+    assert "fire" not in response.text
 
 
 async def test_garbage_certificate_is_invalid_client_not_500(setup: Any) -> None:
