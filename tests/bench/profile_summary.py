@@ -19,8 +19,11 @@ from pathlib import Path
 
 # (area, marker frame prefixes): first match wins, so nested areas come first.
 AREAS: list[tuple[str, tuple[str, ...]]] = [
+    # The line is written from a done-callback of the token's signature, and the signature
+    # from SignatureBatch's loop callback: both run outside the request's own stack.
     ("token log line (structlog JSON, write)", ("MutualTLSAuthorizationServer.log_issued",)),
-    ("JWT: claims + jti + ES256 compact signer (ECDSA P-256)", ("AccessTokenIssuer.issue",)),
+    ("JWT: claims + jti + ES256 compact signer (ECDSA P-256)", ("AccessTokenIssuer.issue",
+                                                                "SignatureBatch._sign_queued")),
     ("response write (uvicorn send -> TLS record -> socket write)", ("RequestResponseCycle.send",)),
     ("form parsing, client lookup, ClientRequest (authlib OAuth2Request)", ("ClientEndpoint.resolve",)),
     ("authlib grant + client auth (certificate check)", ("AuthorizationServer.create_token_response",)),
