@@ -37,17 +37,23 @@ start_ours() {
     --trust-anchor "$PKI/ca.crt" --host 127.0.0.1 --port "$OUR_PORT" --data-dir "$data" --workers 1 \
     --log-level "$LOG_LEVEL" --log-format json > "$TMP/authz-server.log" 2>&1 &
   SERVER_PID=$!
-  local up=0
-  for _ in $(seq 1 300); do
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/authz-server.log" >&2; echo "our server exited" >&2; return 1; }
-    if curl -s -o /dev/null --cacert "$PKI/ca.crt" \
-      "https://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server"; then up=1; break; fi
-    sleep 0.1
-  done
-  [ "$up" = 1 ] || { tail -20 "$TMP/authz-server.log" >&2; echo "our server did not answer within 30 s" >&2; return 1; }
+  wait_until_up "our server" "$SERVER_PID" "https://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server" \
+    "$TMP/authz-server.log" 30 || return 1
   local dirty=""
   git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
   echo "our server: authz $(_authz --version | awk '{print $NF}') git $(git -C "$REPO" rev-parse --short HEAD)$dirty pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL"
+}
+
+# wait_until_up NAME PID URL LOG SECONDS: until URL answers over TLS (the peer PKI's CA), or the
+# process exits, or SECONDS pass; the last two print the log's end and fail.
+wait_until_up() {
+  local name=$1 pid=$2 url=$3 log=$4 seconds=$5
+  for _ in $(seq 1 $((seconds * 10))); do
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "$name exited" >&2; return 1; }
+    curl -s -o /dev/null --cacert "$PKI/ca.crt" "$url" && return 0
+    sleep 0.1
+  done
+  tail -20 "$log" >&2; echo "$name did not answer within $seconds s" >&2; return 1
 }
 
 # SIGINT (uvicorn's graceful shutdown), SIGKILL after 10 s. Only the PID this script started.

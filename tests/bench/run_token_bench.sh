@@ -104,14 +104,8 @@ start_peer() {
   ( cd "$PEER_DIR" && exec env NODE_ENV=production PORT="$PEER_PORT" node oidc-provider-server.mjs ) \
     > "$TMP/peer-server.log" 2>&1 &
   PEER_PID=$!
-  local up=0
-  for _ in $(seq 1 100); do
-    kill -0 "$PEER_PID" 2>/dev/null || { cat "$TMP/peer-server.log" >&2; echo "the peer exited" >&2; return 1; }
-    if curl -s -o /dev/null --cacert "$PKI/ca.crt" \
-      "https://127.0.0.1:$PEER_PORT/.well-known/openid-configuration"; then up=1; break; fi
-    sleep 0.1
-  done
-  [ "$up" = 1 ] || { tail -20 "$TMP/peer-server.log" >&2; echo "the peer did not answer within 10 s" >&2; return 1; }
+  wait_until_up "the peer" "$PEER_PID" "https://127.0.0.1:$PEER_PORT/.well-known/openid-configuration" \
+    "$TMP/peer-server.log" 10 || return 1
   echo "peer: oidc-provider $(cd "$PEER_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version") node $(node --version) pid $PEER_PID port $PEER_PORT JWT_ALG=$JWT_ALG WORKERS=$WORKERS"
 }
 
