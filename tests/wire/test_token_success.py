@@ -1,6 +1,7 @@
 """Tokens for every client authentication method and every registered subject parameter."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -65,6 +66,22 @@ def test_every_token_has_its_own_jti(wire: WireClient, pki: WirePKI, jwks: dict[
               for _ in range(2)]
     first, second = (verified_token(t["access_token"], jwks)[1] for t in tokens)
     assert first["jti"] != second["jti"]
+
+
+def test_concurrent_clients_each_get_their_own_token(wire: WireClient, pki: WirePKI, jwks: dict[str, Any]) -> None:
+    # Tokens requested in the same event-loop turn are signed together
+    # (authz.tokens.signature_batch): none may reach another request.
+    requests = [("dn-client", "dn-client"), ("self-signed-client", "self-signed-client"),
+                ("two-certs-client", "two-certs-client-b"), ("ipv4-client", "ipv4-client")] * 4
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        bodies = list(pool.map(lambda r: assert_token_response(wire.token(pki[r[1]], r[0])), requests))
+    jtis = set()
+    for (client_id, cert), body in zip(requests, bodies, strict=True):
+        claims = verified_token(body["access_token"], jwks)[1]
+        assert claims["client_id"] == client_id
+        assert claims["cnf"] == {"x5t#S256": pki[cert].thumbprint}
+        jtis.add(claims["jti"])
+    assert len(jtis) == len(requests)
 
 
 def test_metadata_and_jwks_are_served(wire: WireClient) -> None:
