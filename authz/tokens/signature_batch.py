@@ -35,10 +35,11 @@ class SignatureBatch:
     def sign(self, signer: TwoStepSigner, claims: dict[str, Any]) -> asyncio.Future[str]:
         """The compact JWS of ``claims``, signed in the next turn of the running event loop."""
         loop = asyncio.get_running_loop()
+        signing_input = signer.signing_input(claims)  # claims it cannot encode fail here, queuing nothing
         signed: asyncio.Future[str] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._sign_queued)
-        self._queue.append((signer, signer.signing_input(claims), signed))
+        self._queue.append((signer, signing_input, signed))
         return signed
 
     def _sign_queued(self) -> None:

@@ -86,3 +86,11 @@ def test_signing_needs_a_running_event_loop() -> None:
     signer, _ = _signer()
     with pytest.raises(RuntimeError):
         SignatureBatch().sign(signer, {"sub": "x"})
+
+
+async def test_claims_that_cannot_be_encoded_fail_at_once_and_queue_nothing() -> None:
+    signer, key = _signer()
+    batch = SignatureBatch()
+    with pytest.raises(TypeError):
+        batch.sign(signer, {"sub": object()})
+    assert jwt.decode(await batch.sign(signer, {"sub": "next"}), key, algorithms=["ES256"]).claims == {"sub": "next"}
