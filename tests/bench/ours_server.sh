@@ -1,5 +1,6 @@
-# Sourced first by run_token_bench.sh and profile_token.sh: the paths and defaults they share,
-# and start_ours / stop_ours for OUR server. start_ours also needs TMP and OUR_PORT. Sets
+# Sourced first by run_token_bench.sh, profile_token.sh and ab_ours.sh: the paths and defaults
+# they share, and start_ours / stop_ours for OUR server. start_ours also needs TMP and OUR_PORT,
+# and runs the code in OUR_SRC (a checkout's root) when set, else the installed one. Sets
 # SERVER_PID. Callers trap EXIT -> stop_ours.
 # shellcheck shell=bash
 
@@ -19,7 +20,13 @@ _clean_env() {
   CLEAN_ENV=(env)
   while IFS= read -r v; do CLEAN_ENV+=(-u "$v"); done < <(compgen -e | grep '^AUTHZ_' || true)
 }
-_authz() { _clean_env; "${CLEAN_ENV[@]}" "$VENV/bin/authz" "$@"; }
+# The CLI of OUR_SRC when set: PYTHONPATH comes before the venv's editable install.
+_authz_command() {
+  # -P: no current directory on sys.path, whose authz/ would win over PYTHONPATH
+  if [ -n "${OUR_SRC:-}" ]; then AUTHZ_CMD=(env PYTHONPATH="$OUR_SRC" "$VENV/bin/python" -P -m authz)
+  else AUTHZ_CMD=("$VENV/bin/authz"); fi
+}
+_authz() { _clean_env; _authz_command; "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" "$@"; }
 
 # authz serve --workers 1 on 127.0.0.1:$OUR_PORT with the peer PKI, a fresh data dir under $TMP and
 # the two benchmark clients; log in $TMP/authz-server.log. Returns once it answers over TLS.
@@ -30,18 +37,23 @@ start_ours() {
     --subject-dn "CN=bench-client,O=Bench" --data-dir "$data" >/dev/null
   _authz clients add bench-selfsigned --auth-method self_signed_tls_client_auth \
     --cert "$PKI/selfsigned.crt" --data-dir "$data" >/dev/null
-  _clean_env
+  _clean_env; _authz_command
   # A simple command (not a function) in the background, so that $! is the server process itself
   # (env execs authz): its PID is what gets signalled and whose VmHWM is read.
-  "${CLEAN_ENV[@]}" "$VENV/bin/authz" serve --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" \
+  "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" serve --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" \
     --trust-anchor "$PKI/ca.crt" --host 127.0.0.1 --port "$OUR_PORT" --data-dir "$data" --workers 1 \
     --log-level "$LOG_LEVEL" --log-format json > "$TMP/authz-server.log" 2>&1 &
   SERVER_PID=$!
   wait_until_up "our server" "$SERVER_PID" "https://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server" \
     "$TMP/authz-server.log" 30 || return 1
-  local dirty=""
-  git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
-  echo "our server: authz $(_authz --version | awk '{print $NF}') git $(git -C "$REPO" rev-parse --short HEAD)$dirty pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL"
+  local code dirty=""
+  if [ -n "${OUR_SRC:-}" ]; then
+    code="code ${OUR_SRC_LABEL:-$OUR_SRC}"
+  else
+    git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
+    code="git $(git -C "$REPO" rev-parse --short HEAD)$dirty"
+  fi
+  echo "our server: authz $(_authz --version | awk '{print $NF}') $code pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL"
 }
 
 # wait_until_up NAME PID URL LOG SECONDS: until URL answers over TLS (the peer PKI's CA), or the
