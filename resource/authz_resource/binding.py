@@ -15,14 +15,16 @@ from authz_resource._asgi import Scope
 from authz_resource.errors import InvalidToken
 from authz_resource.token import AccessToken
 
-__all__ = ["check_binding", "connection_certificate"]
+__all__ = ["UNPARSABLE_CERTIFICATE", "check_binding", "connection_certificate"]
+
+UNPARSABLE_CERTIFICATE = "unparsable_certificate"  # the refusal reason
 
 
 def connection_certificate(scope: Scope) -> PresentedCertificate | None:
     try:
         return presented_certificate(scope)
     except CertificateRejected as exc:
-        raise InvalidToken("unparsable_certificate", exc.reason.public_description, detail=exc.detail) from exc
+        raise InvalidToken(UNPARSABLE_CERTIFICATE, exc.reason.public_description, detail=exc.detail) from exc
 
 
 def check_binding(token: AccessToken, certificate: PresentedCertificate | None, *, allow_unbound: bool) -> None:

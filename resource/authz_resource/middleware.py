@@ -22,7 +22,7 @@ import structlog
 
 from authz_resource._asgi import ASGIApp, Message, Receive, Scope, Send
 from authz_resource.bearer import bearer_token
-from authz_resource.binding import check_binding, connection_certificate
+from authz_resource.binding import UNPARSABLE_CERTIFICATE, check_binding, connection_certificate
 from authz_resource.challenge import check_realm, render
 from authz_resource.errors import InsufficientScope, InvalidToken, Refusal
 from authz_resource.token import AccessToken
@@ -131,7 +131,7 @@ class BearerTokenMiddleware:
             if self.required_scopes and not self.required_scopes <= token.scopes:
                 raise InsufficientScope(self.required_scopes, token.scopes)
         except Refusal as refusal:
-            self.challenger.log(refusal, scope, token, **_certificate_fields(scope))
+            self.challenger.log(refusal, scope, token, **_certificate_fields(scope, refusal))
             await self.challenger.send(refusal, scope, send)
             return
         except Exception as exc:
@@ -165,8 +165,10 @@ def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))[-4000:]
 
 
-def _certificate_fields(scope: Scope) -> dict[str, Any]:
+def _certificate_fields(scope: Scope, refusal: Refusal | None = None) -> dict[str, Any]:
     """Which certificate was on the connection, for the refusal log line."""
+    if refusal is not None and refusal.reason == UNPARSABLE_CERTIFICATE:
+        return {"cert": "unparsable"}  # the refusal itself says so: no second parse
     try:
         certificate = connection_certificate(scope)
     except Refusal:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from authz.certificates.presented import presented_certificate
 from authz_resource import RequireScopes, require_scopes
 from tests.resource.conftest import RecordingLog
 from tests.resource.fake_as import FakeAuthorizationServer
@@ -66,11 +67,24 @@ async def test_no_client_certificate(h: Harness, alice: Issued, chain: list[str]
     assert refusal_log.refusals()[0]["cert"] is None
 
 
-async def test_unparsable_client_certificate(h: Harness, alice: Issued) -> None:
+async def test_unparsable_client_certificate(h: Harness, alice: Issued, refusal_log: RecordingLog,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from authz_resource import binding
+
+    reads: list[object] = []
+
+    def counted(scope: Any) -> Any:
+        reads.append(scope)
+        return presented_certificate(scope)
+
+    monkeypatch.setattr(binding, "presented_certificate", counted)
     h.tls.chain = ["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"]
     response = await h.get(token=h.fake.token(thumbprint(alice)))
     assert response.status_code == 401
     assert "could not be parsed" in response.json()["error_description"]
+    [line] = refusal_log.refusals()
+    assert line["reason"] == "unparsable_certificate" and line["cert"] == "unparsable"
+    assert len(reads) == 1  # the log line does not parse it a second time
 
 
 async def test_unbound_tokens_refused_unless_allowed(fake: FakeAuthorizationServer, alice: Issued) -> None:
