@@ -7,6 +7,9 @@ Under load, the requests that arrive in one turn of the event loop reach the tok
 one after the other; each one queues its signing input here, and one callback in the next
 turn signs them all in a row. With one request in flight, that costs a future and one
 extra event-loop turn.
+
+A batch serves the event loop of one server process (each worker has its own context): it
+is not shared between threads or event loops.
 """
 
 from __future__ import annotations
