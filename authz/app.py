@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from authz.context import ServerContext
 from authz.endpoints.client import ClientEndpoint
 from authz.endpoints.discovery import jwks_endpoint, metadata_endpoint
-from authz.endpoints.failure import SERVER_ERROR, log_unhandled
+from authz.endpoints.failure import SERVER_ERROR, SERVER_ERROR_HEADERS, log_unhandled
 from authz.endpoints.token import TokenEndpoint
 from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEndpoint
 from authz.logs import configure_logging
@@ -37,7 +37,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log_unhandled(request.url.path, exc)
-    return JSONResponse(SERVER_ERROR, status_code=500)
+    return JSONResponse(SERVER_ERROR, status_code=500, headers=SERVER_ERROR_HEADERS)
 
 
 class AuthorizationServerApp:

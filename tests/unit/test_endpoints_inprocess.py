@@ -16,6 +16,8 @@ from joserfc.jwk import KeySet
 from authz.app import create_app
 from authz.certificates.rejection import RejectionReason
 from authz.context import ServerContext
+from authz.endpoints.failure import SERVER_ERROR
+from authz.keys.signing import SigningKeys
 from authz.settings import Settings
 from authz.tokens.compact_signer import ES256CompactSigner
 from tests.support.pki import Issued, TestCA
@@ -255,6 +257,23 @@ async def test_unexpected_error_is_a_json_500_without_details(setup: Any, monkey
     assert response.json()["error"] == "server_error"
     assert response.headers["cache-control"] == "no-store"
     assert "fire" not in response.text  # the traceback is the log's (tests/unit/test_logs.py)
+
+
+async def test_unexpected_error_on_a_starlette_route_is_the_same_500(setup: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _, wrapper, _, _ = setup
+
+    def broken(self: Any) -> Any:
+        raise RuntimeError("key store on fire")
+
+    monkeypatch.setattr(SigningKeys, "jwks", property(broken))
+    # Starlette re-raises after answering; the client must still get the JSON answer.
+    transport = httpx.ASGITransport(app=wrapper, raise_app_exceptions=False)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        response = await client.get("/jwks")
+    assert response.status_code == 500
+    assert response.json() == SERVER_ERROR
+    assert response.headers["cache-control"] == "no-store"
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
