@@ -4,6 +4,8 @@
 #   tests/bench/ab_ours.sh                   # A = HEAD, B = the working tree (uncommitted changes)
 #   tests/bench/ab_ours.sh HEAD~1 HEAD       # any two git revisions, or "worktree"
 #   PAIRS=10 MODES="keepalive handshake" CLIENTS="pki selfsigned" tests/bench/ab_ours.sh
+#   MODES=handshake CLIENTS="pki selfsigned" tests/bench/ab_ours.sh floor HEAD
+#                                            # our server against the floor of its serving stack
 #
 # Both servers run at once (one worker each, the peer PKI, the same two clients as
 # run_token_bench.sh) and take turns under the peer's load generators: for each pair, one
@@ -14,6 +16,8 @@
 #
 # Knobs: PAIRS=6 DURATION=6 WARMUP=1 CONNS=16 MODES=keepalive CLIENTS=pki QUIET_WAIT=30
 #        MAX_FOREIGN=15 RETRIES=3 LOADGEN_KEEPALIVE=c LOADGEN_HANDSHAKE=go LOG_LEVEL=info
+# "floor" instead of a revision runs tls_floor_server.py: the same uvloop and TLS context, a canned
+# reply, no HTTP framework and no OAuth; what no server on this stack can do without.
 # Revisions are exported with `git archive` and run from a temporary directory with the
 # project's venv, so a revision whose dependencies differ from the venv's needs its own VENV.
 set -euo pipefail
@@ -53,14 +57,28 @@ source_of() {
   echo "$2"
 }
 label_of() {
-  if [ "$1" = worktree ]; then echo "working tree of $(git -C "$REPO" rev-parse --short HEAD)"
+  if [ "$1" = floor ]; then echo "floor: tls_floor_server.py (uvloop + authz.tls context, canned reply)"
+  elif [ "$1" = worktree ]; then echo "working tree of $(git -C "$REPO" rev-parse --short HEAD)"
   else echo "$1 = $(git -C "$REPO" rev-parse --short "$1")"; fi
+}
+
+start_floor() { # -> SERVER_PID; needs TMP and OUR_PORT
+  env PYTHONPATH="$REPO" "$VENV/bin/python" -P "$BENCH/tls_floor_server.py" --port "$OUR_PORT" \
+    --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" > "$TMP/floor-server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_until_up "the floor server" "$SERVER_PID" "https://127.0.0.1:$OUR_PORT/" "$TMP/floor-server.log" 30 || return 1
+  echo "floor server pid $SERVER_PID port $OUR_PORT"
 }
 
 start_side() { # side rev -> sets PID_<side>, PORT_<side>
   local side=$1 rev=$2
   TMP="$ROOT_TMP/$side"; mkdir -p "$TMP"
   OUR_PORT="$(free_port)"
+  if [ "$rev" = floor ]; then
+    start_floor > "$TMP/info"; sed "s/^/$side: /" "$TMP/info"
+    printf -v "PID_$side" '%s' "$SERVER_PID"; printf -v "PORT_$side" '%s' "$OUR_PORT"
+    return
+  fi
   local src; src="$(source_of "$rev" "$ROOT_TMP/src-$side")"
   # The server must import authz from src, not the venv's editable install of the repository.
   local found; found="$(env PYTHONPATH="$src" "$VENV/bin/python" -P -c 'import authz; print(authz.__file__)')"

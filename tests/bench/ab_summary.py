@@ -34,6 +34,7 @@ def main() -> int:
 
     print(f"A: {args.a}\nB: {args.b}\n")
     by_cell: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    p99s: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: {"A": [], "B": []})
     for (label, mode, pair), sides in sorted(runs.items()):
         a, b = sides.get("A"), sides.get("B")
         if a is None or b is None or not a.get("rps") or not b.get("rps"):
@@ -46,6 +47,8 @@ def main() -> int:
               f" CPU µs/token A {cpu_us_per_token(a):.0f} B {cpu_us_per_token(b):.0f} (B/A {cpu_ratio:.3f});"
               f" p99 ms A {a['p99_ms']:.2f} B {b['p99_ms']:.2f}; errors {errors}")
         by_cell[(label, mode)].append((rps_ratio, cpu_ratio))
+        p99s[(label, mode)]["A"].append(float(a["p99_ms"]))
+        p99s[(label, mode)]["B"].append(float(b["p99_ms"]))
 
     print()
     for (label, mode), ratios in by_cell.items():
@@ -54,7 +57,9 @@ def main() -> int:
         better = sum(c < 1.0 for c in cpu)
         print(f"{label}/{mode}: B/A req/s median {statistics.median(rps):.3f} ({min(rps):.3f}-{max(rps):.3f}),"
               f" CPU per token median {statistics.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f});"
-              f" B cheaper in {better} of {len(cpu)} pairs")
+              f" B cheaper in {better} of {len(cpu)} pairs;"
+              f" p99 ms median A {statistics.median(p99s[(label, mode)]['A']):.1f}"
+              f" B {statistics.median(p99s[(label, mode)]['B']):.1f}")
     return 0
 
 
