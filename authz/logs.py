@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "uvicorn_log_config", "uvicorn_formatter"]
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -51,6 +51,44 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
 
+
+
+def uvicorn_log_config(fmt: str = "json") -> dict[str, Any]:
+    """``uvicorn.run(log_config=...)``: uvicorn's own lines (start-up, shutdown, the access log
+    when enabled) in the same format as the server's, so that a JSON log stays all JSON.
+    A plain dict naming the formatter factory by path, so worker processes can rebuild it."""
+    formatter = {"()": "authz.logs.uvicorn_formatter", "fmt": fmt}
+    handler = {"formatter": "structlog", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"structlog": formatter},
+        "handlers": {"default": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def uvicorn_formatter(fmt: str = "json") -> logging.Formatter:
+    """Renders standard-library records as this module renders structlog events: ``event``
+    (the message), ``level``, ``timestamp``, plus ``logger`` (uvicorn.error, uvicorn.access)."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer(serializer=_json_text)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
 
 
 def _json_bytes(value: Any, **options: Any) -> bytes:

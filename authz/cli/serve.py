@@ -14,6 +14,7 @@ from authz.cli.options import with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
 from authz.context import ConfigurationError, load_certificates
+from authz.logs import uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
 from authz.settings import Settings
 from authz.storage.base import RecordStore
@@ -71,6 +72,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
         workers=settings.workers,
         access_log=access_log,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_format),
         **tls_options,
     )
 
