@@ -10,8 +10,8 @@ from cryptography import x509
 
 from authz.cli.options import data_dir_option, echo_json, with_store
 from authz.clients.directory import ClientDirectory
-from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
-from authz.storage.base import RecordStore
+from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, RegisteredClient, jwk_for_certificate
+from authz.storage.base import CorruptRecord, RecordStore
 
 __all__ = ["clients"]
 
@@ -105,20 +105,39 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, u
     click.echo(f"registered {client_id} ({auth_method})")
 
 
+def _corrupt(exc: CorruptRecord) -> click.ClickException:
+    return click.ClickException(
+        f"{exc}. The server refuses this client until the record is repaired, or deleted "
+        f"(authz clients remove {exc.record_id}) and registered again."
+    )
+
+
+def _summary(metadata: dict[str, Any]) -> str:
+    """One line of ``clients list``; a registration the server cannot use says why."""
+    try:
+        client = RegisteredClient.from_metadata(metadata)
+    except InvalidClientMetadata as exc:
+        return f"{metadata.get('client_id') or '(no client_id)'}\tUNUSABLE: {exc}"
+    if client.subject is not None:
+        subject = next(f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_"))
+    else:
+        subject = f"{len(client.registered_certificates)} certificate(s)"
+    return f"{client.client_id}\t{client.auth_method}\t{subject}\tscope={metadata.get('scope', '')!r}"
+
+
 @clients.command("list")
 @data_dir_option
 def list_(data_dir: Path) -> None:
     """One line per client: id, method, subject or number of certificates, scopes."""
 
     async def fetch(store: RecordStore) -> list[dict[str, Any]]:
-        return await ClientDirectory(store).all_metadata()
+        try:
+            return await ClientDirectory(store).all_metadata()
+        except CorruptRecord as exc:
+            raise _corrupt(exc) from exc
 
     for metadata in with_store(data_dir, fetch):
-        method = metadata.get("token_endpoint_auth_method")
-        subject = next((f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_")), None)
-        if subject is None:
-            subject = f"{len(metadata.get('jwks', {}).get('keys', []))} certificate(s)"
-        click.echo(f"{metadata['client_id']}\t{method}\t{subject}\tscope={metadata.get('scope', '')!r}")
+        click.echo(_summary(metadata))
 
 
 @clients.command("show")
@@ -128,12 +147,19 @@ def show(client_id: str, data_dir: Path) -> None:
     """The stored metadata of CLIENT_ID, as JSON."""
 
     async def fetch(store: RecordStore) -> dict[str, Any] | None:
-        return await ClientDirectory(store).metadata(client_id)
+        try:
+            return await ClientDirectory(store).metadata(client_id)
+        except CorruptRecord as exc:
+            raise _corrupt(exc) from exc
 
     metadata = with_store(data_dir, fetch)
     if metadata is None:
         raise click.ClickException(f"no client {client_id!r}")
     echo_json(metadata)
+    try:
+        RegisteredClient.from_metadata(metadata)
+    except InvalidClientMetadata as exc:
+        click.echo(f"warning: the server refuses this client: its registration is unusable: {exc}", err=True)
 
 
 @clients.command("remove")

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from authz.clients.model import InvalidClientMetadata, RegisteredClient
-from authz.storage.base import RecordStore
+from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.watcher import ChangeWatcher
 
 __all__ = ["ClientDirectory", "UnusableRegistration"]
@@ -27,7 +27,8 @@ KIND = "client"
 
 
 class UnusableRegistration(Exception):
-    """A stored registration fails validation (edited by hand, or from an older version)."""
+    """A stored registration cannot be used: it fails validation, or is not even a JSON
+    object (edited by hand, from an older version, truncated)."""
 
     def __init__(self, client_id: str, reason: str) -> None:
         super().__init__(f"registration of {client_id!r} is unusable: {reason}")
@@ -60,12 +61,13 @@ class ClientDirectory:
         return entry
 
     async def _load(self, client_id: str) -> RegisteredClient | UnusableRegistration | None:
-        metadata = await self._store.find(KIND, client_id)
-        if metadata is None:
-            return None
         try:
-            return RegisteredClient.from_metadata(metadata)
-        except InvalidClientMetadata as exc:
+            metadata = await self._store.find(KIND, client_id)
+            return None if metadata is None else RegisteredClient.from_metadata(metadata)
+        # A record that does not decode is as unusable as one that does not validate: the
+        # client gets the same refusal and the operator the same line. A store that fails as
+        # a whole (StorageError) is still a server error.
+        except (CorruptRecord, InvalidClientMetadata) as exc:
             log.error("client_registration_unusable", client_id=client_id, reason=str(exc))
             return UnusableRegistration(client_id, str(exc))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from authz.storage.base import Record, StorageError
+from authz.storage.base import CorruptRecord, Record, StorageError
 
 __all__ = ["SQLiteRecordStore"]
 
@@ -115,7 +115,7 @@ def _decode(text: str, kind: str, record_id: str) -> Record:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StorageError(f"record {kind}/{record_id} is not valid JSON: {exc}") from exc
+        raise CorruptRecord(kind, record_id, f"is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise StorageError(f"record {kind}/{record_id} is not a JSON object")
+        raise CorruptRecord(kind, record_id, "is not a JSON object")
     return value

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
-from authz.storage.base import RecordStore
+import structlog
+
+from authz.storage.base import CorruptRecord, RecordStore
 
 __all__ = ["RevocationList"]
 
 KIND = "revoked_access_token"
+
+log = structlog.get_logger("authz.tokens")
 
 
 class RevocationList:
@@ -22,4 +26,10 @@ class RevocationList:
         )
 
     async def is_revoked(self, jti: str) -> bool:
-        return await self._store.find(KIND, jti) is not None
+        try:
+            return await self._store.find(KIND, jti) is not None
+        except CorruptRecord as exc:
+            # The record's presence is the revocation; its content only documents it. A
+            # revoked token must never come back to life because its record was damaged.
+            log.error("revocation_record_corrupt", jti=jti, error=str(exc))
+            return True

@@ -285,3 +285,22 @@ async def test_other_methods_and_paths_get_json_errors(setup: Any, method: str, 
     response = await client.request(method, path)
     assert response.status_code == status
     assert response.json()["error"] == "invalid_request"
+
+
+UNUSABLE = "the registration of this client is not usable; contact the server operator"
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+@pytest.mark.parametrize("stored", ["{not json", "[]", '{"client_id": "broken"}'])
+async def test_unusable_or_corrupt_registration_is_invalid_client(setup: Any, path: str, stored: str) -> None:
+    # A corrupt record is refused exactly like a valid one the server cannot use.
+    client, wrapper, cert, context = setup
+    wrapper.chain = pem(cert)
+    await context.store.upsert("client", "broken", {})
+    await context.store.db.execute("UPDATE records SET value = ? WHERE kind = 'client' AND id = 'broken'", (stored,))
+    await context.store.db.commit()
+    form = {"grant_type": "client_credentials", "client_id": "broken", "token": "t"}
+    response = await client.post(path, data=form)
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "invalid_client", "error_description": UNUSABLE}
+    assert response.headers["cache-control"] == "no-store"

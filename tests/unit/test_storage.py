@@ -8,6 +8,7 @@ from authz.clients.directory import ClientDirectory, UnusableRegistration
 from authz.keys.signing import SigningKeys
 from authz.storage.sqlite import SQLiteRecordStore
 from authz.storage.watcher import ChangeWatcher
+from authz.tokens.revocation import RevocationList
 
 CLIENT = {"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth",
           "tls_client_auth_san_dns": "c1.example", "scope": "read"}
@@ -115,3 +116,28 @@ async def test_rotation_keeps_the_old_key_published(store: SQLiteRecordStore) ->
         await keys.retire(new)
     assert await keys.retire(old)
     assert [k["kid"] for k in keys.jwks["keys"]] == [new]
+
+
+@pytest.mark.parametrize(("stored", "problem"), [("{not json", "is not valid JSON"),
+                                                 ("[1, 2]", "is not a JSON object")])
+async def test_corrupt_stored_registration_is_unusable_not_a_store_failure(
+    store: SQLiteRecordStore, stored: str, problem: str
+) -> None:
+    await store.upsert("client", "corrupt", {"client_id": "corrupt"})
+    await store.db.execute("UPDATE records SET value = ? WHERE kind = 'client' AND id = 'corrupt'", (stored,))
+    await store.db.commit()
+    directory = ClientDirectory(store)
+    with pytest.raises(UnusableRegistration) as raised:
+        await directory.get("corrupt")
+    assert raised.value.reason.startswith(f"record client/corrupt {problem}")
+    with pytest.raises(UnusableRegistration):  # cached like any other unusable registration
+        await directory.get("corrupt")
+
+
+async def test_corrupt_revocation_record_still_revokes(store: SQLiteRecordStore) -> None:
+    revocations = RevocationList(store)
+    await revocations.revoke("jti-1", client_id="c1", expires_at=int(time.time()) + 300)
+    await store.db.execute("UPDATE records SET value = '{not json' WHERE id = 'jti-1'")
+    await store.db.commit()
+    assert await revocations.is_revoked("jti-1")
+    assert not await revocations.is_revoked("jti-2")
