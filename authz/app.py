@@ -17,10 +17,11 @@ from starlette.types import Receive, Scope, Send
 from authz.context import ServerContext
 from authz.endpoints.client import ClientEndpoint
 from authz.endpoints.discovery import jwks_endpoint, metadata_endpoint
-from authz.endpoints.failure import SERVER_ERROR, SERVER_ERROR_HEADERS, log_unhandled
+from authz.endpoints.failure import ERROR_HEADERS, SERVER_ERROR, http_refusal, log_unhandled
 from authz.endpoints.token import TokenEndpoint
 from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEndpoint
 from authz.logs import configure_logging
+from authz.oauth.request import peer_address
 from authz.settings import Settings
 
 __all__ = ["AuthorizationServerApp", "create_app"]
@@ -29,15 +30,16 @@ log = structlog.get_logger("authz.app")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405."""
     assert isinstance(exc, HTTPException)
-    error = "invalid_request" if exc.status_code < 500 else "server_error"
-    return JSONResponse({"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code,
-                        headers=exc.headers)
+    body, headers = http_refusal(method=request.method, path=request.url.path, peer=peer_address(request.scope),
+                                 status=exc.status_code, detail=str(exc.detail), headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log_unhandled(request.url.path, exc)
-    return JSONResponse(SERVER_ERROR, status_code=500, headers=SERVER_ERROR_HEADERS)
+    return JSONResponse(SERVER_ERROR, status_code=500, headers=ERROR_HEADERS)
 
 
 class AuthorizationServerApp:
@@ -92,5 +94,8 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
+    # A POST to "/token/" is a 404 like any unknown path: Starlette's redirect to "/token"
+    # would invite clients to resend their request (RFC 6749 §3.2 endpoints do not redirect).
+    starlette.router.redirect_slashes = False
     starlette.state.context = ctx
     return AuthorizationServerApp(starlette, endpoints)

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.context import ServerContext
-from authz.endpoints.failure import SERVER_ERROR, SERVER_ERROR_HEADERS, log_unhandled
+from authz.endpoints.failure import ERROR_HEADERS, SERVER_ERROR, log_unhandled
 from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientDisconnected, ClientRequest, MalformedForm, peer_address, read_form
 from authz.oauth.server import oauth_error_response
@@ -48,7 +48,7 @@ class ClientEndpoint:
             return
         except Exception as exc:  # nothing has been sent yet: the client gets a clean 500
             log_unhandled(self.path, exc)
-            reply = JSONReply.of(500, SERVER_ERROR, SERVER_ERROR_HEADERS.items())
+            reply = JSONReply.of(500, SERVER_ERROR, ERROR_HEADERS.items())
         await reply.send(send)
 
     async def resolve(self, scope: Scope, receive: Receive) -> ClientRequest | JSONReply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from authz.endpoints.client import ClientEndpoint
+from authz.endpoints.failure import ERROR_HEADERS
 from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientRequest
 from authz.storage.base import StorageError
@@ -48,6 +49,6 @@ class RevocationEndpoint(_TokenManagementEndpoint):
                 log.error("revocation_not_stored", jti=token.jti, client_id=token.client_id, error=str(exc))
                 refusal = {"error": "temporarily_unavailable",
                            "error_description": "the revocation could not be stored; retry"}
-                return JSONReply.of(503, refusal, [("Retry-After", "1"), ("Cache-Control", "no-store")])
+                return JSONReply.of(503, refusal, [("Retry-After", "1"), *ERROR_HEADERS.items()])
             log.info("token_revoked", jti=token.jti, client_id=token.client_id)
         return reply

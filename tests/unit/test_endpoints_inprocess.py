@@ -273,18 +273,25 @@ async def test_unexpected_error_on_a_starlette_route_is_the_same_500(setup: Any,
         response = await client.get("/jwks")
     assert response.status_code == 500
     assert response.json() == SERVER_ERROR
-    assert response.headers["cache-control"] == "no-store"
+    assert (response.headers["cache-control"], response.headers["pragma"]) == ("no-store", "no-cache")
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/token", 405), ("PUT", "/introspect", 405), ("DELETE", "/revoke", 405),
-    ("POST", "/jwks", 405), ("POST", "/nowhere", 404), ("GET", "/nowhere", 404),
+@pytest.mark.parametrize(("method", "path", "status", "description"), [
+    ("GET", "/token", 405, "use POST for this endpoint"),
+    ("PUT", "/introspect", 405, "use POST for this endpoint"),
+    ("DELETE", "/revoke", 405, "use POST for this endpoint"),
+    ("POST", "/jwks", 405, "use GET or HEAD for this endpoint"),
+    ("POST", "/nowhere", 404, "there is no endpoint at this path"),
+    ("GET", "/nowhere", 404, "there is no endpoint at this path"),
+    ("POST", "/token/", 404, "there is no endpoint at this path"),  # not a redirect to /token
 ])
-async def test_other_methods_and_paths_get_json_errors(setup: Any, method: str, path: str, status: int) -> None:
+async def test_other_methods_and_paths_get_json_errors(setup: Any, method: str, path: str, status: int,
+                                                       description: str) -> None:
     client, _, _, _ = setup
     response = await client.request(method, path)
     assert response.status_code == status
-    assert response.json()["error"] == "invalid_request"
+    assert response.json() == {"error": "invalid_request", "error_description": description}
+    assert (response.headers["cache-control"], response.headers["pragma"]) == ("no-store", "no-cache")
 
 
 UNUSABLE = "the registration of this client is not usable; contact the server operator"
