@@ -7,10 +7,11 @@ from typing import Any
 
 import structlog
 from authlib.oauth2.rfc6749 import AuthorizationServer
-from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidScopeError, OAuth2Error
 
 from authz.certificates.chain import ChainValidator
 from authz.clients.model import MTLS_AUTH_METHODS
+from authz.clipping import clipped
 from authz.oauth.client_auth import ClientAuthenticator
 from authz.oauth.grants import MutualTLSClientCredentialsGrant
 from authz.oauth.reply import JSONReply, TokenReply
@@ -21,6 +22,10 @@ from authz.tokens.access_token import AccessTokenIssuer
 __all__ = ["MutualTLSAuthorizationServer", "log_refusal", "oauth_error_response"]
 
 log = structlog.get_logger("authz.token")
+
+# The client's description names only the unregistered scopes; the operator sees what was
+# asked, up to this many characters.
+_LOGGED_SCOPE_CHARS = 200
 
 
 def log_refusal(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> None:
@@ -76,7 +81,10 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         # Every error authlib's core raises passes here: log it once, unless the client
         # authenticator already wrote its own line for it.
         if not getattr(error, "logged", False):
-            log_refusal(error, endpoint=request.endpoint, peer=request.peer, client_id=request.form.get("client_id"))
+            fields: dict[str, Any] = {"client_id": request.form.get("client_id")}
+            if isinstance(error, InvalidScopeError):
+                fields["scope"] = clipped(request.form.get("scope"), _LOGGED_SCOPE_CHARS)
+            log_refusal(error, endpoint=request.endpoint, peer=request.peer, **fields)
         return super().handle_error_response(request, error)  # type: ignore[no-any-return]
 
     def log_issued(self, request: ClientRequest, token: dict[str, Any], thumbprint: str | None) -> None:

@@ -83,3 +83,17 @@ def test_every_other_refusal_is_logged_once(wire: WireClient, pki: WirePKI, form
 def test_a_client_authentication_failure_is_logged_once(wire: WireClient, pki: WirePKI) -> None:
     response = wire.token(pki["other-subject"], "dn-client")
     assert len(response.failures()) == 1 and _refusals(response) == []
+
+
+LONG_SCOPE = " ".join(["x" * 9] * 30)  # 299 characters
+
+
+@pytest.mark.parametrize(("scope", "logged"), [
+    ("read admin", "read admin"),
+    (LONG_SCOPE, LONG_SCOPE[:200] + "...[99 more characters]"),
+], ids=["short", "cut"])
+def test_unregistered_scope_logs_what_was_requested(wire: WireClient, pki: WirePKI, scope: str, logged: str) -> None:
+    response = wire.token(pki["dn-client"], "dn-client", scope=scope)
+    assert response.status == 400 and response.json()["error"] == "invalid_scope"
+    [line] = _refusals(response)
+    assert line["scope"] == logged
