@@ -23,6 +23,7 @@ from joserfc.jwk import JWKRegistry
 from authz.certificates.subject import SUBJECT_PARAMETERS, InvalidSubject, SubjectMatcher, subject_matcher
 
 __all__ = [
+    "MAX_CLIENT_ID_CHARS",
     "MTLS_AUTH_METHODS",
     "InvalidClientMetadata",
     "RegisteredClient",
@@ -32,6 +33,7 @@ __all__ = [
 AuthMethod = Literal["tls_client_auth", "self_signed_tls_client_auth"]
 MTLS_AUTH_METHODS: tuple[AuthMethod, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
 SUPPORTED_GRANT_TYPES = ("client_credentials",)
+MAX_CLIENT_ID_CHARS = 255
 
 
 class InvalidClientMetadata(ValueError):
@@ -126,8 +128,11 @@ class RegisteredClient:
     def from_metadata(cls, metadata: Mapping[str, Any]) -> RegisteredClient:
         """Validate RFC 7591/8705 client metadata; ``InvalidClientMetadata`` names the problem."""
         client_id = metadata.get("client_id")
-        if not isinstance(client_id, str) or not client_id or not client_id.isprintable() or len(client_id) > 255:
-            raise InvalidClientMetadata("client_id must be a printable string of 1 to 255 characters")
+        if (not isinstance(client_id, str) or not client_id or not client_id.isprintable()
+                or len(client_id) > MAX_CLIENT_ID_CHARS):
+            raise InvalidClientMetadata(
+                f"client_id must be a printable string of 1 to {MAX_CLIENT_ID_CHARS} characters"
+            )
         method = metadata.get("token_endpoint_auth_method")
         if method not in MTLS_AUTH_METHODS:
             raise InvalidClientMetadata(

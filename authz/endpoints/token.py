@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedGrantTypeError
 
+from authz.clipping import clipped
 from authz.endpoints.client import ClientEndpoint
 from authz.oauth.reply import JSONReply, TokenReply
 from authz.oauth.request import ClientRequest
 from authz.oauth.server import oauth_error_response
 
 __all__ = ["TokenEndpoint"]
+
+_LOGGED_GRANT_TYPE_CHARS = 100  # the longest registered grant type URNs are about 60
 
 
 class _UnsupportedGrantType(UnsupportedGrantTypeError):  # type: ignore[misc]
@@ -30,9 +33,10 @@ class TokenEndpoint(ClientEndpoint):
         grant_type = request.form.get("grant_type")
         if not grant_type:
             return oauth_error_response(InvalidRequestError("grant_type is required"), endpoint=self.name,
-                                        peer=request.peer, client_id=request.form.get("client_id"))
+                                        peer=request.peer, client_id=request.logged_client_id)
         if grant_type != "client_credentials":
             return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint=self.name, peer=request.peer,
-                                        client_id=request.form.get("client_id"), grant_type=grant_type[:100])
+                                        client_id=request.logged_client_id,
+                                        grant_type=clipped(grant_type, _LOGGED_GRANT_TYPE_CHARS))
         reply: JSONReply | TokenReply = self.context.server.create_token_response(request)
         return await reply.signed() if isinstance(reply, TokenReply) else reply

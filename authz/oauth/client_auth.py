@@ -81,10 +81,11 @@ class ClientAuthenticator:
         if isinstance(resolved, UnusableRegistration):
             raise self._refuse(
                 request, "the registration of this client is not usable; contact the server operator",
-                client_id=client_id, detail=resolved.reason, **self._cert_fields(request),
+                client_id=request.logged_client_id, detail=resolved.reason, **self._cert_fields(request),
             )
         if resolved is None:
-            raise self._refuse(request, "unknown client_id", client_id=client_id, **self._cert_fields(request))
+            raise self._refuse(request, "unknown client_id", client_id=request.logged_client_id,
+                               **self._cert_fields(request))
         return resolved
 
     def _check(self, client: RegisteredClient, request: ClientRequest) -> None:

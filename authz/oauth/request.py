@@ -12,7 +12,8 @@ from starlette.datastructures import Headers
 from starlette.types import Receive
 
 from authz.clients.directory import UnusableRegistration
-from authz.clients.model import RegisteredClient
+from authz.clients.model import MAX_CLIENT_ID_CHARS, RegisteredClient
+from authz.clipping import clipped
 
 __all__ = [
     "MAX_FORM_BYTES",
@@ -137,3 +138,9 @@ class ClientRequest(OAuth2Request):  # type: ignore[misc]
     @property
     def peer(self) -> str | None:
         return peer_address(self.asgi_scope)
+
+    @property
+    def logged_client_id(self) -> str | None:
+        """The client_id sent, for log lines: whole up to the longest a registration may
+        have, cut beyond (any client_id that can match a registration is logged whole)."""
+        return clipped(self._form.get("client_id"), MAX_CLIENT_ID_CHARS)

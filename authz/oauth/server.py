@@ -81,7 +81,7 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         # Every error authlib's core raises passes here: log it once, unless the client
         # authenticator already wrote its own line for it.
         if not getattr(error, "logged", False):
-            fields: dict[str, Any] = {"client_id": request.form.get("client_id")}
+            fields: dict[str, Any] = {"client_id": request.logged_client_id}
             if isinstance(error, InvalidScopeError):
                 fields["scope"] = clipped(request.form.get("scope"), _LOGGED_SCOPE_CHARS)
             log_refusal(error, endpoint=request.endpoint, peer=request.peer, **fields)

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 
 from authz.certificates.rejection import RejectionReason as R
-from tests.wire.client import WireClient
+from tests.wire.client import WireClient, assert_invalid_client
 from tests.wire.material import DN_CLIENT_SUBJECT, WirePKI
 
 pytestmark = pytest.mark.wire
@@ -97,3 +97,25 @@ def test_unregistered_scope_logs_what_was_requested(wire: WireClient, pki: WireP
     assert response.status == 400 and response.json()["error"] == "invalid_scope"
     [line] = _refusals(response)
     assert line["scope"] == logged
+
+
+LONG_CLIENT_ID = "c" * 16_000
+LOGGED_CLIENT_ID = "c" * 255 + "...[15745 more characters]"  # registered client_ids have at most 255
+
+
+def test_long_unknown_client_id_is_logged_cut(wire: WireClient) -> None:
+    response = wire.token(None, LONG_CLIENT_ID)
+    assert_invalid_client(response, "unknown client_id", LOGGED_CLIENT_ID)
+
+
+@pytest.mark.parametrize(("form", "fields"), [
+    ({"client_id": LONG_CLIENT_ID}, {"client_id": LOGGED_CLIENT_ID}),
+    ({"client_id": "c" * 300, "grant_type": "g" * 1000},
+     {"client_id": "c" * 255 + "...[45 more characters]", "grant_type": "g" * 100 + "...[900 more characters]"}),
+], ids=["no-grant-type", "unsupported-grant-type"])
+def test_long_values_are_logged_cut_on_other_refusals(wire: WireClient, pki: WirePKI, form: dict[str, str],
+                                                      fields: dict[str, str]) -> None:
+    response = wire.post("/token", pki["dn-client"], form)
+    assert response.status == 400
+    [line] = _refusals(response)
+    assert {name: line[name] for name in fields} == fields
