@@ -25,9 +25,13 @@ from cryptography.x509.verification import (
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 
-__all__ = ["ChainValidator", "Clock", "utc_now"]
+__all__ = ["MAX_INTERMEDIATES", "ChainValidator", "Clock", "utc_now"]
 
 Clock = Callable[[], datetime.datetime]
+
+# Intermediates between the leaf and an anchor that path building follows (cryptography's
+# default, set here so that the refusal of a longer chain can say so).
+MAX_INTERMEDIATES = 8
 
 
 def utc_now() -> datetime.datetime:
@@ -93,20 +97,23 @@ class ChainValidator:
             PolicyBuilder()
             .store(self._store)
             .time(now)
+            .max_chain_depth(MAX_INTERMEDIATES)
             .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
             .build_client_verifier()
         )
+        candidates = sent + self._pool
         try:
-            verified = verifier.verify(presented.leaf, sent + self._pool)
+            verified = verifier.verify(presented.leaf, candidates)
         except VerificationError as exc:
-            raise CertificateRejected(self._diagnose(presented.leaf, now, str(exc)), str(exc)) from exc
+            reason = self._diagnose(presented.leaf, now, str(exc), len(set(candidates)))
+            raise CertificateRejected(reason, str(exc)) from exc
         earliest = min(cert.not_valid_after_utc for cert in verified.chain)
         self._valid_until[key] = earliest.timestamp()
         if len(self._valid_until) > self._cache_size:
             self._valid_until.popitem(last=False)
 
     @staticmethod
-    def _diagnose(leaf: x509.Certificate, now: datetime.datetime, message: str) -> RejectionReason:
+    def _diagnose(leaf: x509.Certificate, now: datetime.datetime, message: str, candidates: int) -> RejectionReason:
         """Name the failed check in terms the client can act on."""
         if leaf.not_valid_after_utc < now:
             return RejectionReason.EXPIRED
@@ -118,6 +125,12 @@ class ChainValidator:
                 return RejectionReason.EKU_NOT_CLIENT_AUTH
         except x509.ExtensionNotFound:
             pass
+        # Path building stopped at the maximum depth. With more intermediates than it follows,
+        # the chain may well lead to an anchor: "does not lead to a trusted anchor" would send
+        # the client the wrong way. With fewer, the builder went round in circles (a
+        # self-issued CA certificate chains to itself): that chain leads nowhere.
+        if "exceeds max depth" in message and candidates > MAX_INTERMEDIATES:
+            return RejectionReason.CHAIN_TOO_LONG
         if "candidates exhausted" in message:
             return RejectionReason.UNTRUSTED_CHAIN
         return RejectionReason.INVALID_CERTIFICATE

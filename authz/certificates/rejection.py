@@ -15,6 +15,7 @@ class RejectionReason(enum.Enum):
     NO_CERTIFICATE = "no client certificate was presented on the TLS connection"
     UNPARSABLE = "the client certificate could not be parsed as X.509"
     UNTRUSTED_CHAIN = "the client certificate chain does not lead to a trusted anchor"
+    CHAIN_TOO_LONG = "the client certificate chain is longer than this server accepts"
     EXPIRED = "the client certificate has expired"
     NOT_YET_VALID = "the client certificate is not yet valid"
     EKU_NOT_CLIENT_AUTH = "the client certificate's extended key usage does not allow client authentication"

@@ -4,7 +4,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from authz.certificates.chain import ChainValidator
+from authz.certificates.chain import MAX_INTERMEDIATES, ChainValidator
 from authz.certificates.presented import PresentedCertificate, presented_certificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from tests.support.pki import NOW, Issued, TestCA, self_signed, sign_with
@@ -91,3 +91,20 @@ def test_garbage_certificate_is_unparsable() -> None:
 def test_no_certificate_in_scope() -> None:
     assert presented_certificate({}) is None
     assert presented_certificate({"extensions": {"tls": {"client_cert_chain": []}}}) is None
+
+
+def _issuing_ca(root: TestCA, intermediates: int) -> TestCA:
+    issuing = root
+    for level in range(intermediates):
+        issuing = TestCA(f"CN=Intermediate {level},O=authz tests", parent=issuing)
+    return issuing
+
+
+@pytest.mark.parametrize("intermediates", [MAX_INTERMEDIATES + 1, 12, 40])
+def test_chain_longer_than_the_validator_follows_is_named(root: TestCA, intermediates: int) -> None:
+    leaf = _issuing_ca(root, intermediates).issue()
+    assert reason_of(ChainValidator([root.cert]), leaf) is RejectionReason.CHAIN_TOO_LONG
+
+
+def test_chain_as_long_as_the_validator_follows_validates(root: TestCA) -> None:
+    ChainValidator([root.cert]).validate(presented(_issuing_ca(root, MAX_INTERMEDIATES).issue()))

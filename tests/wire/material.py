@@ -91,6 +91,12 @@ def _certificates() -> tuple[dict[str, Issued], TestCA, TestCA]:
     impostor = TestCA("CN=Wire Root CA,O=authz tests")  # the trusted root's name, another key
     self_signed_ca = self_signed("CN=self-signed CA client,O=authz tests", ca=True)
     intermediate_leaf = issuing.issue("CN=intermediate-client,O=authz tests")
+    deep = {}  # issuing CAs with 12 and 40 intermediates between them and the root
+    for depth in (12, 40):
+        ca = root
+        for level in range(depth):
+            ca = TestCA(f"CN=Wire Deep CA {level},O=authz tests", parent=ca)
+        deep[depth] = ca
     issued = {
         # Each client's own certificate.
         "dn-client": root.issue(DN_CLIENT_SUBJECT),
@@ -126,6 +132,8 @@ def _certificates() -> tuple[dict[str, Issued], TestCA, TestCA]:
         "intermediate-client-leaf-only": dataclasses.replace(intermediate_leaf, chain=[]),
         "intermediate-client-with-root": dataclasses.replace(intermediate_leaf, chain=[issuing.cert, root.cert]),
         "intermediate-client-unordered": dataclasses.replace(intermediate_leaf, chain=[root.cert, issuing.cert]),
+        "chain-of-12": deep[12].issue(DN_CLIENT_SUBJECT),
+        "chain-of-40": deep[40].issue(DN_CLIENT_SUBJECT),
     }
     return issued, root, issuing
 

@@ -57,3 +57,11 @@ def test_server_knowing_the_intermediate_still_refuses_other_chains(
     client = WireClient(via, server_knowing_the_intermediate, pki.server_ca)
     response = client.token(pki["untrusted-ca"], "dn-client")
     assert_invalid_client(response, RejectionReason.UNTRUSTED_CHAIN, "dn-client")
+
+
+@pytest.mark.parametrize("cert", ["chain-of-12", "chain-of-40"])
+def test_chain_longer_than_the_server_follows(wire: WireClient, pki: WirePKI, cert: str) -> None:
+    # The chain does lead to the anchor: the client must not be told otherwise.
+    response = wire.token(pki[cert], "dn-client")
+    assert_invalid_client(response, RejectionReason.CHAIN_TOO_LONG, "dn-client")
+    assert "exceeds max depth" in response.failures()[0]["detail"]
