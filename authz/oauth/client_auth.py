@@ -66,11 +66,7 @@ class ClientAuthenticator:
         if "authorization" in request.headers:
             other.insert(0, "Authorization header")
         if other:
-            description = (
-                "the request uses more than one client authentication mechanism "
-                f"(TLS client certificate and {', '.join(other)}); send only the certificate"
-            )
-            raise InvalidRequestError(description)  # logged by the server's error hook
+            raise InvalidRequestError(self._other_mechanisms(request, other))  # logged by the server's error hook
         client_id = request.form.get("client_id")
         if not client_id:
             raise self._refuse(
@@ -87,6 +83,20 @@ class ClientAuthenticator:
             raise self._refuse(request, "unknown client_id", client_id=request.logged_client_id,
                                **self._cert_fields(request))
         return resolved
+
+    @staticmethod
+    def _other_mechanisms(request: ClientRequest, other: list[str]) -> str:
+        """The description of a request that authenticates otherwise; it names only the
+        mechanisms the request actually used."""
+        try:
+            certificate_sent = presented_certificate(request.asgi_scope) is not None
+        except CertificateRejected:
+            certificate_sent = True  # sent, but not X.509: still a second mechanism
+        if certificate_sent:
+            return ("the request uses more than one client authentication mechanism "
+                    f"(TLS client certificate and {', '.join(other)}); send only the certificate")
+        return (f"the request uses client authentication this server does not accept ({', '.join(other)}); "
+                "authenticate with a TLS client certificate instead")
 
     def _check(self, client: RegisteredClient, request: ClientRequest) -> None:
         presented: PresentedCertificate | None = None

@@ -311,3 +311,14 @@ async def test_unusable_or_corrupt_registration_is_invalid_client(setup: Any, pa
     assert response.status_code == 401, response.text
     assert response.json() == {"error": "invalid_client", "error_description": UNUSABLE}
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_other_mechanism_without_a_certificate_names_only_what_was_sent(setup: Any) -> None:
+    client, wrapper, _, _ = setup
+    wrapper.chain = []
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"},
+                                 headers={"authorization": "Basic cGtpOnM="})
+    assert response.status_code == 400
+    assert response.json()["error_description"] == (
+        "the request uses client authentication this server does not accept (Authorization header); "
+        "authenticate with a TLS client certificate instead")

@@ -28,6 +28,25 @@ def test_authorization_header_with_the_certificate(wire: WireClient, pki: WirePK
     assert_oauth_error(response, 400, "invalid_request", two_mechanisms("Authorization header"))
 
 
+def unaccepted_mechanisms(used: str) -> str:
+    return (f"the request uses client authentication this server does not accept ({used}); "
+            "authenticate with a TLS client certificate instead")
+
+
+# Without a certificate, the description must not claim one was sent.
+@pytest.mark.parametrize(("form", "headers", "used"), [
+    ({}, {"Authorization": "Basic ZG4tY2xpZW50OnMzY3JldA=="}, "Authorization header"),
+    ({"client_secret": "s3cret"}, {}, "client_secret"),
+    ({"client_secret": "s3cret"}, {"Authorization": "Bearer x"}, "Authorization header, client_secret"),
+], ids=["basic", "secret", "both"])
+def test_other_mechanism_without_a_certificate(wire: WireClient, form: dict[str, str], headers: dict[str, str],
+                                               used: str) -> None:
+    response = wire.post("/token", None, {**GRANT, **form}, headers=headers)
+    assert_oauth_error(response, 400, "invalid_request", unaccepted_mechanisms(used))
+    [line] = [e for e in response.events if e.get("event") == "request_refused"]
+    assert line["error_description"] == unaccepted_mechanisms(used)
+
+
 def test_unregistered_scope(wire: WireClient, pki: WirePKI) -> None:
     response = wire.token(pki["dns-client"], "dns-client", scope="read admin")
     assert_oauth_error(response, 400, "invalid_scope", "scope not registered for this client: admin")
