@@ -66,7 +66,20 @@ class ClientAuthenticator:
         if "authorization" in request.headers:
             other.insert(0, "Authorization header")
         if other:
-            raise InvalidRequestError(self._other_mechanisms(request, other))  # logged by the server's error hook
+            if self._certificate_sent(request):
+                # Two mechanisms at once: a malformed request (RFC 6749 §2.3: use only one).
+                raise InvalidRequestError(  # logged by the server's error hook
+                    "the request uses more than one client authentication mechanism "
+                    f"(TLS client certificate and {', '.join(other)}); send only the certificate"
+                )
+            # Only a mechanism this server does not support: RFC 6749 §5.2 calls that a failed
+            # client authentication (invalid_client, 401 and a challenge).
+            raise self._refuse(
+                request,
+                f"the request uses client authentication this server does not accept ({', '.join(other)}); "
+                "authenticate with a TLS client certificate instead",
+                client_id=request.logged_client_id, reason="unsupported_method", mechanisms=other, cert=None,
+            )
         client_id = request.form.get("client_id")
         if not client_id:
             raise self._refuse(
@@ -85,18 +98,11 @@ class ClientAuthenticator:
         return resolved
 
     @staticmethod
-    def _other_mechanisms(request: ClientRequest, other: list[str]) -> str:
-        """The description of a request that authenticates otherwise; it names only the
-        mechanisms the request actually used."""
+    def _certificate_sent(request: ClientRequest) -> bool:
         try:
-            certificate_sent = presented_certificate(request.asgi_scope) is not None
+            return presented_certificate(request.asgi_scope) is not None
         except CertificateRejected:
-            certificate_sent = True  # sent, but not X.509: still a second mechanism
-        if certificate_sent:
-            return ("the request uses more than one client authentication mechanism "
-                    f"(TLS client certificate and {', '.join(other)}); send only the certificate")
-        return (f"the request uses client authentication this server does not accept ({', '.join(other)}); "
-                "authenticate with a TLS client certificate instead")
+            return True  # sent, but not X.509: still a second mechanism
 
     def _check(self, client: RegisteredClient, request: ClientRequest) -> None:
         presented: PresentedCertificate | None = None
