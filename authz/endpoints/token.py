@@ -32,7 +32,12 @@ class TokenEndpoint(ClientEndpoint):
     async def answer(self, request: ClientRequest) -> JSONReply:
         grant_type = request.form.get("grant_type")
         if not grant_type:
-            return oauth_error_response(InvalidRequestError("grant_type is required"), endpoint=self.name,
+            description = "grant_type is required"
+            if request.asgi_scope.get("query_string"):
+                # RFC 6749 §3.2: parameters travel in the body; a client that put them in the
+                # URL would otherwise not see why they were not read.
+                description += " in the request body (parameters in the URL query are not read)"
+            return oauth_error_response(InvalidRequestError(description), endpoint=self.name,
                                         peer=request.peer, client_id=request.logged_client_id)
         if grant_type != "client_credentials":
             return oauth_error_response(_UnsupportedGrantType(grant_type), endpoint=self.name, peer=request.peer,

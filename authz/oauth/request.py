@@ -36,17 +36,44 @@ class ClientDisconnected(Exception):
     """The client went away before its request body arrived: there is no one to answer."""
 
 
+_FRAMING_HEADERS = frozenset((b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"))
+
+
 async def read_form(headers: Headers, receive: Receive) -> dict[str, str]:
     """The body, parsed as RFC 6749 wants it: URL-encoded UTF-8, each parameter at most once."""
-    content_type = headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+    # One pass over the raw headers (names are lowercase in ASGI): this runs for every token.
+    framing: dict[bytes, bytes] = {}
+    for name, value in headers.raw:
+        if name in _FRAMING_HEADERS:
+            # Repeated: one comma-separated list (RFC 9110 §5.3), so no value hides behind another.
+            framing[name] = framing[name] + b"," + value if name in framing else value
+    media_type, _, parameters = framing.get(b"content-type", b"").decode("latin-1").partition(";")
+    if media_type.strip().lower() != "application/x-www-form-urlencoded":
         raise MalformedForm("the body must be application/x-www-form-urlencoded")
-    declared = headers.get("content-length", "")
-    # isascii: str.isdigit() also accepts digits int() refuses ("²" is latin-1). A malformed
-    # length is the HTTP server's to refuse; the read below enforces the limit regardless.
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    if parameters and _charset(parameters) not in (None, "utf-8", "utf8"):
+        raise MalformedForm("the form must be UTF-8 (charset=utf-8, or no charset)")
+    # The HTTP server decodes chunked framing only: a compressed body would be read as the form.
+    if b"content-encoding" in framing and framing[b"content-encoding"].strip().lower() != b"identity":
+        raise MalformedForm("Content-Encoding is not supported: send the form uncompressed")
+    if b"transfer-encoding" in framing and any(
+        c.strip().lower() not in (b"chunked", b"") for c in framing[b"transfer-encoding"].split(b",")
+    ):
+        raise MalformedForm("Transfer-Encoding other than chunked is not supported")
+    declared = framing.get(b"content-length", b"")
+    # A malformed length is the HTTP server's to refuse; the read below enforces the limit
+    # regardless. (bytes.isdigit() is ASCII-only.)
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
     return parse_form(await _read_body(receive))
+
+
+def _charset(parameters: str) -> str | None:
+    """The charset parameter of a Content-Type's parameters (after the first ";"), lowercased."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,11 +1,15 @@
 """The token endpoints' form parser against the standard library's, on generated input."""
 
 import random
+import re
 from urllib.parse import parse_qsl, quote_plus
 
 import pytest
+from starlette.datastructures import Headers
 
-from authz.oauth.request import MalformedForm, parse_form
+from authz.oauth.request import MalformedForm, parse_form, read_form
+
+FORM = "application/x-www-form-urlencoded"
 
 _ALPHABET = ["a", "b", "=", "&", "+", "%", "%2", "%41", "%3D", "%26", "%C3%A9", "%ZZ", "é", " ", "_", "grant_type"]
 
@@ -57,3 +61,32 @@ def test_forms(body: bytes, expected: dict[str, str]) -> None:
 def test_refused_forms(body: bytes, message: str) -> None:
     with pytest.raises(MalformedForm, match=message):
         parse_form(body)
+
+
+async def _read(headers: dict[str, str], body: bytes = b"grant_type=client_credentials") -> dict[str, str]:
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await read_form(Headers(headers), receive)
+
+
+@pytest.mark.parametrize(("headers", "message"), [
+    ({"content-type": f"{FORM}; charset=utf-16"}, "the form must be UTF-8 (charset=utf-8, or no charset)"),
+    ({"content-type": f"{FORM}; charset=ISO-8859-1"}, "the form must be UTF-8 (charset=utf-8, or no charset)"),
+    ({"content-type": FORM, "content-encoding": "gzip"},
+     "Content-Encoding is not supported: send the form uncompressed"),
+    ({"content-type": FORM, "transfer-encoding": "gzip, chunked"},
+     "Transfer-Encoding other than chunked is not supported"),
+], ids=["utf-16", "latin-1", "gzip", "te-gzip"])
+async def test_bodies_that_would_be_misread_are_refused(headers: dict[str, str], message: str) -> None:
+    with pytest.raises(MalformedForm, match=f"^{re.escape(message)}$"):
+        await _read(headers)
+
+
+@pytest.mark.parametrize("headers", [
+    {"content-type": f'{FORM}; charset="UTF-8"'},
+    {"content-type": f"{FORM};charset=utf8"},
+    {"content-type": FORM, "content-encoding": "identity", "transfer-encoding": "chunked"},
+], ids=["quoted", "utf8", "identity-chunked"])
+async def test_bodies_read_as_sent(headers: dict[str, str]) -> None:
+    assert await _read(headers) == {"grant_type": "client_credentials"}

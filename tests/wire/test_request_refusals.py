@@ -106,3 +106,15 @@ def test_repeated_parameter(wire: WireClient, pki: WirePKI, parameter: str) -> N
 
 def test_unknown_client_without_certificate_is_unknown(wire: WireClient) -> None:
     assert_invalid_client(wire.token(None, "no-such-client"), "unknown client_id", "no-such-client")
+
+
+def test_a_form_in_another_charset_is_refused_not_misread(wire: WireClient, pki: WirePKI) -> None:
+    body = "grant_type=client_credentials&client_id=dn-client".encode("utf-16")
+    response = wire.post("/token", pki["dn-client"], body=body, content_type=f"{FORM}; charset=utf-16")
+    assert_oauth_error(response, 400, "invalid_request", "the form must be UTF-8 (charset=utf-8, or no charset)")
+
+
+def test_parameters_in_the_query_string_are_named_as_the_problem(wire: WireClient, pki: WirePKI) -> None:
+    response = wire.post("/token?grant_type=client_credentials&client_id=dn-client", pki["dn-client"], {})
+    assert_oauth_error(response, 400, "invalid_request",
+                       "grant_type is required in the request body (parameters in the URL query are not read)")
