@@ -46,7 +46,9 @@ class PresentedCertificate:
             leaf.subject  # noqa: B018
             leaf.extensions  # noqa: B018
         except ValueError as exc:
-            raise CertificateRejected(RejectionReason.UNPARSABLE, f"parse error: {exc}") from exc
+            raise CertificateRejected(
+                RejectionReason.UNPARSABLE, f"parse error: {exc}", cert_sha256=hashlib.sha256(chain[0]).hexdigest()
+            ) from exc
         return cls(
             leaf=leaf,
             leaf_der=chain[0],

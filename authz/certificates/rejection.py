@@ -35,7 +35,10 @@ class RejectionReason(enum.Enum):
 class CertificateRejected(Exception):
     """The certificate does not authenticate the client."""
 
-    def __init__(self, reason: RejectionReason, detail: str = "") -> None:
+    def __init__(self, reason: RejectionReason, detail: str = "", *, cert_sha256: str | None = None) -> None:
         super().__init__(reason.public_description)
         self.reason = reason
         self.detail = detail
+        # Set when the certificate's bytes are known but not usable (UNPARSABLE): the operator
+        # can still tell which certificate it was.
+        self.cert_sha256 = cert_sha256

@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authz.certificates.chain import ChainValidator
 from authz.certificates.check import check_client_certificate
 from authz.certificates.presented import PresentedCertificate, presented_certificate
-from authz.certificates.rejection import CertificateRejected
+from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.oauth.errors import MutualTLSClientError
@@ -117,7 +117,7 @@ class ClientAuthenticator:
                 method=client.auth_method,
                 reason=rejected.reason.name.lower(),
                 detail=rejected.detail,
-                **(presented.log_fields() if presented else self._cert_fields(request)),
+                **(presented.log_fields() if presented else _unpresented_fields(rejected)),
             ) from None
         request.presented_certificate = presented
 
@@ -126,5 +126,15 @@ class ClientAuthenticator:
         try:
             presented = presented_certificate(request.asgi_scope)
         except CertificateRejected as rejected:
-            return {"cert": "unparsable", "cert_parse_error": rejected.detail}
+            return _unparsable_fields(rejected)
         return presented.log_fields() if presented else {"cert": None}
+
+
+def _unpresented_fields(rejected: CertificateRejected) -> dict[str, Any]:
+    """Log fields of a refusal that came before a certificate could be parsed: none was sent,
+    or what was sent is not X.509."""
+    return _unparsable_fields(rejected) if rejected.reason is RejectionReason.UNPARSABLE else {"cert": None}
+
+
+def _unparsable_fields(rejected: CertificateRejected) -> dict[str, Any]:
+    return {"cert": "unparsable", "cert_parse_error": rejected.detail, "cert_sha256": rejected.cert_sha256}

@@ -2,7 +2,9 @@
 (the wire tests cover the same paths through real handshakes)."""
 
 import asyncio
+import hashlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from authz.certificates.rejection import RejectionReason
 from authz.context import ServerContext
 from authz.endpoints.failure import SERVER_ERROR
 from authz.keys.signing import SigningKeys
+from authz.oauth import client_auth
 from authz.settings import Settings
 from authz.tokens.compact_signer import ES256CompactSigner
 from tests.support.pki import Issued, TestCA
@@ -107,6 +110,28 @@ async def test_garbage_certificate_is_invalid_client_not_500(setup: Any) -> None
     response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
     assert response.status_code == 401
     assert response.json()["error_description"] == RejectionReason.UNPARSABLE.public_description
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+async def test_an_unparsable_certificate_is_logged_with_its_sha256(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Which certificate was it? The operator gets its hash even though it is not X.509.
+    client, wrapper, _, _ = setup
+    recorder = _Recorder()
+    monkeypatch.setattr(client_auth, "log", recorder)
+    garbage = b"\x30\x03\x02\x01\x01"
+    wrapper.chain = [ssl.DER_cert_to_PEM_cert(garbage)]
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "pki"})
+    assert response.status_code == 401
+    [line] = [e for e in recorder.lines if e["event"] == "client_authentication_failed"]
+    assert (line["cert"], line["cert_sha256"]) == ("unparsable", hashlib.sha256(garbage).hexdigest())
+    assert line["cert_parse_error"].startswith("parse error:")
 
 
 @pytest.mark.parametrize(("body", "headers", "status", "error", "fragment"), [
