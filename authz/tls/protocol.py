@@ -44,6 +44,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes: int | None = None
     _head_chunk_bytes = 0
     _refused = False
+    _method_parsed = False
     # loop.time() by which the current request must have arrived whole (request_deadline).
     request_deadline: float | None = None
 
@@ -68,7 +69,8 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn's, with the parser's reason kept and the head size counted.
         if self._refused:
             return
-        self._unset_keepalive_if_required()
+        # uvicorn cancels the idle timer on any byte; here a request must begin first
+        # (on_message_begin), or CRLFs, which the parser skips, would keep a connection for ever.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -83,6 +85,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
+        self._method_parsed = True  # the request line's method comes before its target
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -103,7 +106,9 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def on_message_begin(self) -> None:
+        self._unset_keepalive_if_required()
         super().on_message_begin()
+        self._method_parsed = False
         self._head_bytes = 0
         self._head_chunk_bytes = 0
         self.request_deadline = self.loop.time() + request_deadline.REQUEST_READ_TIMEOUT
@@ -147,9 +152,12 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def _method(self) -> str | None:
+        # Before a method is parsed, httptools reports its default (DELETE): not what was sent.
+        if not self._method_parsed:
+            return None
         try:
             return self.parser.get_method().decode("latin-1")[:20] or None
-        except Exception:  # no parser any more, or no method parsed yet
+        except Exception:  # no parser any more
             return None
 
     def _refuse(self, status: int, description: str, *, detail: str) -> None:
