@@ -63,7 +63,13 @@ class ClientDirectory:
     async def _load(self, client_id: str) -> RegisteredClient | UnusableRegistration | None:
         try:
             metadata = await self._store.find(KIND, client_id)
-            return None if metadata is None else RegisteredClient.from_metadata(metadata)
+            if metadata is None:
+                return None
+            client = RegisteredClient.from_metadata(metadata)
+            if client.client_id != client_id:
+                # A record edited or copied by hand: tokens would be minted for another identity.
+                raise InvalidClientMetadata(f"the record stored as {client_id!r} names client_id {client.client_id!r}")
+            return client
         # A record that does not decode is as unusable as one that does not validate: the
         # client gets the same refusal and the operator the same line. A store that fails as
         # a whole (StorageError) is still a server error.

@@ -338,6 +338,19 @@ async def test_unusable_or_corrupt_registration_is_invalid_client(setup: Any, pa
     assert response.headers["cache-control"] == "no-store"
 
 
+async def test_a_record_that_names_another_client_id_is_unusable(setup: Any) -> None:
+    # A record copied or edited by hand must not mint tokens for the identity it names.
+    client, wrapper, cert, context = setup
+    wrapper.chain = pem(cert)
+    await context.store.db.execute(
+        "INSERT INTO records (kind, id, value, expires_at) SELECT kind, 'copied', value, expires_at FROM records"
+        " WHERE kind = 'client' AND id = 'pki'")
+    await context.store.db.commit()
+    response = await client.post("/token", data={"grant_type": "client_credentials", "client_id": "copied"})
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "invalid_client", "error_description": UNUSABLE}
+
+
 async def test_other_mechanism_without_a_certificate_names_only_what_was_sent(setup: Any) -> None:
     client, wrapper, _, _ = setup
     wrapper.chain = []
