@@ -39,8 +39,26 @@ def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]
             found = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
             raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})") from exc
+        if setting == "trust_anchors":
+            for certificate in found:
+                _require_ca(certificate, path)
         certificates.extend(found)
     return certificates
+
+
+def _require_ca(certificate: x509.Certificate, path: Path) -> None:
+    """A trust anchor must be a CA certificate: with a leaf as anchor, whoever holds that
+    leaf's key passes tls_client_auth as any client whose subject it carries."""
+    try:
+        is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ConfigurationError(
+            f"trust_anchors: {path} holds a certificate that is not a CA ({certificate.subject.rfc4514_string()}: "
+            "no basicConstraints CA:TRUE). Configure the CA that issues client certificates; to accept one "
+            "client's own certificate, register it with self_signed_tls_client_auth."
+        )
 
 
 def open_store(settings: Settings) -> RecordStore:

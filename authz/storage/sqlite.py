@@ -46,6 +46,9 @@ class SQLiteRecordStore:
             await self._db.execute(_SCHEMA)
             await self._db.commit()
         except (OSError, sqlite3.Error) as exc:
+            # aiosqlite runs the connection in a (non-daemon) thread: left open, it would keep
+            # the process alive after the error is reported.
+            await self.close()
             raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
         # The store holds the token signing key: readable by the owner only.
         os.chmod(self.path, 0o600)

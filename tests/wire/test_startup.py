@@ -63,3 +63,25 @@ def test_missing_tls_certificate_and_key(tmp_path: Path, pki: WirePKI) -> None:
     assert result.returncode != 0
     assert "Error: --tls-cert and --tls-key are required (or AUTHZ_TLS_CERT and AUTHZ_TLS_KEY)" in result.stderr
 
+
+
+def test_a_trust_anchor_that_is_not_a_ca_is_refused(tmp_path: Path, pki: WirePKI) -> None:
+    # With a leaf as anchor, whoever holds its key would pass tls_client_auth for its subject.
+    leaf = pki["dn-client"].cert
+    result = serve(tmp_path, "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                   "--trust-anchor", str(leaf))
+    assert result.returncode != 0
+    assert f"Error: trust_anchors: {leaf} holds a certificate that is not a CA" in result.stderr
+    assert "self_signed_tls_client_auth" in result.stderr
+
+
+def test_a_store_that_is_not_sqlite_is_reported_and_the_process_exits(tmp_path: Path, pki: WirePKI) -> None:
+    # authz_cli's timeout fails the test if the process hangs after reporting the error.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "authz.sqlite3").write_text("this is not a database\n")
+    for args in (("clients", "list"),
+                 ("serve", "--port", str(free_port()), "--tls-cert", str(pki.server_cert),
+                  "--tls-key", str(pki.server_key), "--trust-anchor", str(pki.trust_anchor))):
+        result = authz_cli(*args, data_dir=tmp_path / "data", check=False, timeout=30)
+        assert result.returncode != 0, args
+        assert "cannot open the store" in result.stderr, args
