@@ -209,3 +209,22 @@ def test_malformed_authorization_header(deployment: Deployment) -> None:
     response = deployment.call("jwt", "/accounts", who="alice", headers={"authorization": "Bearer a b"})
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/nope", 404), ("GET", "/accounts/", 404), ("DELETE", "/accounts", 405), ("POST", "/health", 405),
+])
+def test_unknown_paths_and_methods_get_json_without_a_redirect(deployment: Deployment, method: str, path: str,
+                                                               status: int) -> None:
+    token = deployment.token("alice", "accounts:read")
+    response = deployment.call("jwt", path, who="alice", token=token, method=method)
+    assert response.status_code == status, response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_the_sample_apis_log_is_json_uvicorns_lines_too(deployment: Deployment) -> None:
+    lines = [line for line in deployment.apis["jwt"].log().splitlines() if line.strip()]
+    assert any('"logger":"uvicorn.error"' in line for line in lines)
+    for line in lines:
+        json.loads(line)

@@ -16,10 +16,13 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authz.endpoints.failure import http_refusal
+from authz.oauth.request import peer_address
 from authz_resource import BearerTokenMiddleware, TokenValidator, require_scopes
 
 __all__ = ["create_app", "routes"]
@@ -90,9 +93,20 @@ def routes() -> list[Route]:
     ]
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405, answered and logged as the authorization server's are."""
+    assert isinstance(exc, HTTPException)
+    body, headers = http_refusal(method=request.method, path=request.url.path, peer=peer_address(request.scope),
+                                 status=exc.status_code, detail=str(exc.detail), headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
 def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbound_tokens: bool = False) -> Any:
     """The Starlette app wrapped in ``BearerTokenMiddleware`` (``/health`` stays open)."""
-    app = Starlette(routes=routes())
+    app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error})
+    # GET /accounts/ is a 404 like any unknown path, not a redirect a client might follow
+    # with its token.
+    app.router.redirect_slashes = False
     app.state.accounts = _seed()
     return BearerTokenMiddleware(app, validator, realm=realm, exempt_paths={"/health"},
                                  allow_unbound_tokens=allow_unbound_tokens)

@@ -52,7 +52,7 @@ def sample_api(**options: Any) -> None:
     """
     import uvicorn
 
-    from authz.logs import configure_logging
+    from authz.logs import configure_logging, uvicorn_log_config
     from authz.tls.context import ServerTLSError
     from authz_resource.sample.app import create_app
     from authz_resource.serving import uvicorn_tls_options
@@ -71,7 +71,7 @@ def sample_api(**options: Any) -> None:
                                    f"{options['tls_key']}: {exc}") from exc
     app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
-                access_log=False, lifespan="on", **tls)
+                access_log=False, lifespan="on", log_config=uvicorn_log_config(options["log_format"]), **tls)
 
 
 def _validator(options: dict[str, Any]) -> Any:
