@@ -4,6 +4,7 @@ certificate is matched against it. A client registers exactly one of these."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -64,6 +65,18 @@ def _dns_form(name: str) -> str:
         return name.encode("idna").decode("ascii") if not name.isascii() else name
     except UnicodeError as exc:
         raise InvalidSubject(f"{name!r} is not a valid DNS name: {exc}") from exc
+
+
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _is_dns_name(name: str) -> bool:
+    """A registered dNSName (already lowercased, IDNA-encoded): LDH labels, optionally a
+    leading "*" label, since a certificate's SAN may be a wildcard (matched as a plain label)."""
+    labels = name.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    return 0 < len(name) <= 253 and bool(labels) and all(_DNS_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,11 @@ def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
         except InvalidDistinguishedName as exc:
             raise InvalidSubject(f"tls_client_auth_subject_dn: {exc}") from exc
     if parameter == "tls_client_auth_san_dns":
-        return SanDNS(_dns_form(value))
+        name = _dns_form(value)
+        if not _is_dns_name(name):
+            raise InvalidSubject(f"tls_client_auth_san_dns: {value!r} is not a DNS name (letters, digits and "
+                                 "hyphens in dot-separated labels of at most 63 characters)")
+        return SanDNS(name)
     if parameter == "tls_client_auth_san_uri":
         if ":" not in value:
             raise InvalidSubject(f"tls_client_auth_san_uri: {value!r} is not an absolute URI")

@@ -139,8 +139,14 @@ class RegisteredClient:
                 f"token_endpoint_auth_method must be one of {', '.join(MTLS_AUTH_METHODS)} (got {method!r})"
             )
         scope = metadata.get("scope", "")
-        if not isinstance(scope, str) or any(not _is_scope_token(s) for s in scope.split()):
+        # Split on spaces only: a tab or a newline is no separator (RFC 6749 §3.3), and the
+        # token endpoint refuses it in a request, so it must not be registrable either.
+        if not isinstance(scope, str) or any(not _is_scope_token(s) for s in scope.split(" ") if s):
             raise InvalidClientMetadata("scope must be a space-separated list of scope tokens (RFC 6749 §3.3)")
+        if scope:
+            # Stored and listed as it is used: single spaces, each scope once.
+            metadata = {**metadata, "scope": " ".join(dict.fromkeys(s for s in scope.split(" ") if s))}
+            scope = metadata["scope"]
         grant_types = metadata.get("grant_types", list(SUPPORTED_GRANT_TYPES))
         if not isinstance(grant_types, list) or any(g not in SUPPORTED_GRANT_TYPES for g in grant_types):
             raise InvalidClientMetadata(f"grant_types may only contain {', '.join(SUPPORTED_GRANT_TYPES)}")

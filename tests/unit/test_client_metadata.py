@@ -59,3 +59,35 @@ def test_x5c_must_be_a_certificate() -> None:
     with pytest.raises(InvalidClientMetadata, match="x5c"):
         RegisteredClient.from_metadata({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
                                         "jwks": {"keys": [{"x5c": ["bm90IGEgY2VydA=="]}]}})
+
+
+def dns_client(name: str) -> dict[str, object]:
+    return {"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": name}
+
+
+@pytest.mark.parametrize("scope", ["a\tb", "a\nb", "a\u00a0b"], ids=["tab", "newline", "nbsp"])
+def test_scope_separated_by_anything_but_spaces_is_refused(scope: str) -> None:
+    # The token endpoint refuses such a scope in a request: it must not be registrable.
+    with pytest.raises(InvalidClientMetadata, match="scope"):
+        RegisteredClient.from_metadata(pki_client(scope=scope))
+
+
+def test_scope_is_stored_as_it_is_used() -> None:
+    client = RegisteredClient.from_metadata(pki_client(scope=" read  write read "))
+    assert client.metadata["scope"] == "read write"
+    assert client.scopes == ("read", "write")
+
+
+@pytest.mark.parametrize("name", ["a b..c", "a..example", "-a.example", "a-.example", "a_b.example", "",
+                                  "x" * 64 + ".example", "a.*.example"])
+def test_a_san_dns_that_is_no_dns_name_is_refused(name: str) -> None:
+    with pytest.raises(InvalidClientMetadata, match="tls_client_auth_san_dns"):
+        RegisteredClient.from_metadata(dns_client(name))
+
+
+@pytest.mark.parametrize(("name", "stored"), [("Bench-Client.Example.", "bench-client.example"),
+                                              ("*.clients.example", "*.clients.example"),
+                                              ("bücher.example", "xn--bcher-kva.example")])
+def test_dns_names_that_are_accepted(name: str, stored: str) -> None:
+    client = RegisteredClient.from_metadata(dns_client(name))
+    assert client.subject is not None and getattr(client.subject, "name", None) == stored
