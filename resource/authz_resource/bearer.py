@@ -53,7 +53,7 @@ def bearer_token(scope: Scope) -> str:
     if len(credentials) > _MAX_TOKEN or not body or body.translate(None, _B64TOKEN_ALPHABET):
         raise InvalidRequest(
             "malformed_bearer",
-            "the bearer token is not a b64token (RFC 6750 §2.1) or is too long",
+            "the bearer token is not a b64token (RFC 6750 section 2.1) or is too long",
             detail=f"length {len(credentials)}",
         )
     return credentials.decode("ascii")

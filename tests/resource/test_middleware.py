@@ -131,6 +131,8 @@ async def test_rfc6750_request_errors(h: Harness, headers: dict[str, str], query
     else:
         assert challenge.startswith(f'Bearer realm="test", error="{error}", error_description="')
         assert response.json()["error"] == error
+        # The description is RFC 6750 §3 ASCII as written: header and body say the same thing.
+        assert f'error_description="{response.json()["error_description"]}"' in challenge
     assert response.headers["cache-control"] == "no-store"
 
 
