@@ -9,8 +9,8 @@ import click
 from cryptography import x509
 
 from authz.cli.options import data_dir_option, echo_json, with_store
-from authz.clients.directory import ClientDirectory
-from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, RegisteredClient, jwk_for_certificate
+from authz.clients.directory import ClientDirectory, stored_client
+from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
 
 __all__ = ["clients"]
@@ -112,12 +112,16 @@ def _corrupt(exc: CorruptRecord) -> click.ClickException:
     )
 
 
-def _summary(metadata: dict[str, Any]) -> str:
-    """One line of ``clients list``; a registration the server cannot use says why."""
+def _summary(key: str, metadata: dict[str, Any] | CorruptRecord) -> str:
+    """One line of ``clients list``, under the key the server looks the client up by; a
+    registration the server cannot use says why, and how to get rid of it."""
+    remedy = f"(repair it, or: authz clients remove {key})"
+    if isinstance(metadata, CorruptRecord):
+        return f"{key}\tUNUSABLE: {metadata} {remedy}"
     try:
-        client = RegisteredClient.from_metadata(metadata)
+        client = stored_client(key, metadata)
     except InvalidClientMetadata as exc:
-        return f"{metadata.get('client_id') or '(no client_id)'}\tUNUSABLE: {exc}"
+        return f"{key}\tUNUSABLE: {exc} {remedy}"
     if client.subject is not None:
         subject = next(f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_"))
     else:
@@ -130,14 +134,11 @@ def _summary(metadata: dict[str, Any]) -> str:
 def list_(data_dir: Path) -> None:
     """One line per client: id, method, subject or number of certificates, scopes."""
 
-    async def fetch(store: RecordStore) -> list[dict[str, Any]]:
-        try:
-            return await ClientDirectory(store).all_metadata()
-        except CorruptRecord as exc:
-            raise _corrupt(exc) from exc
+    async def fetch(store: RecordStore) -> list[tuple[str, dict[str, Any] | CorruptRecord]]:
+        return await ClientDirectory(store).all_metadata()
 
-    for metadata in with_store(data_dir, fetch):
-        click.echo(_summary(metadata))
+    for key, metadata in with_store(data_dir, fetch):
+        click.echo(_summary(key, metadata))
 
 
 @clients.command("show")
@@ -157,7 +158,7 @@ def show(client_id: str, data_dir: Path) -> None:
         raise click.ClickException(f"no client {client_id!r}")
     echo_json(metadata)
     try:
-        RegisteredClient.from_metadata(metadata)
+        stored_client(client_id, metadata)
     except InvalidClientMetadata as exc:
         click.echo(f"warning: the server refuses this client: its registration is unusable: {exc}", err=True)
 

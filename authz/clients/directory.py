@@ -19,11 +19,21 @@ from authz.clients.model import InvalidClientMetadata, RegisteredClient
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.watcher import ChangeWatcher
 
-__all__ = ["ClientDirectory", "UnusableRegistration"]
+__all__ = ["ClientDirectory", "UnusableRegistration", "stored_client"]
 
 log = structlog.get_logger("authz.clients")
 
 KIND = "client"
+
+
+def stored_client(key: str, metadata: Mapping[str, Any]) -> RegisteredClient:
+    """The client that the record stored under ``key`` registers; ``InvalidClientMetadata``
+    if the server cannot use it."""
+    client = RegisteredClient.from_metadata(metadata)
+    if client.client_id != key:
+        # A record edited or copied by hand: tokens would be minted for another identity.
+        raise InvalidClientMetadata(f"the record stored as {key!r} names client_id {client.client_id!r}")
+    return client
 
 
 class UnusableRegistration(Exception):
@@ -65,11 +75,7 @@ class ClientDirectory:
             metadata = await self._store.find(KIND, client_id)
             if metadata is None:
                 return None
-            client = RegisteredClient.from_metadata(metadata)
-            if client.client_id != client_id:
-                # A record edited or copied by hand: tokens would be minted for another identity.
-                raise InvalidClientMetadata(f"the record stored as {client_id!r} names client_id {client.client_id!r}")
-            return client
+            return stored_client(client_id, metadata)
         # A record that does not decode is as unusable as one that does not validate: the
         # client gets the same refusal and the operator the same line. A store that fails as
         # a whole (StorageError) is still a server error.
@@ -95,8 +101,10 @@ class ClientDirectory:
         self._changed()
         return removed
 
-    async def all_metadata(self) -> list[dict[str, Any]]:
-        return await self._store.all(KIND)
+    async def all_metadata(self) -> list[tuple[str, dict[str, Any] | CorruptRecord]]:
+        """Every stored registration under its key, in key order; one that cannot be decoded
+        is its ``CorruptRecord``."""
+        return await self._store.entries(KIND)
 
     async def metadata(self, client_id: str) -> dict[str, Any] | None:
         return await self._store.find(KIND, client_id)

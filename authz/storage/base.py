@@ -50,7 +50,11 @@ class RecordStore(Protocol):
         """Delete; True if something was deleted."""
 
     async def all(self, kind: str) -> list[Record]:
-        """Every live record of ``kind``, in id order."""
+        """Every live record of ``kind``, in id order; ``CorruptRecord`` if one cannot be decoded."""
+
+    async def entries(self, kind: str) -> list[tuple[str, Record | CorruptRecord]]:
+        """Every live record of ``kind`` with its id, in id order; a record that cannot be
+        decoded is its ``CorruptRecord``, so that the others can still be listed."""
 
     async def change_marker(self) -> Hashable:
         """A value that differs whenever any process wrote since the last call returned."""

@@ -99,12 +99,23 @@ class SQLiteRecordStore:
         return cursor.rowcount > 0
 
     async def all(self, kind: str) -> list[Record]:
+        return [_decode(value, kind, record_id) for record_id, value in await self._rows(kind)]
+
+    async def entries(self, kind: str) -> list[tuple[str, Record | CorruptRecord]]:
+        entries: list[tuple[str, Record | CorruptRecord]] = []
+        for record_id, value in await self._rows(kind):
+            try:
+                entries.append((record_id, _decode(value, kind, record_id)))
+            except CorruptRecord as exc:
+                entries.append((record_id, exc))
+        return entries
+
+    async def _rows(self, kind: str) -> list[tuple[str, str]]:
         async with self.db.execute(
             "SELECT id, value FROM records WHERE kind = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
             (kind, time.time()),
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [_decode(value, kind, record_id) for record_id, value in rows]
+            return [(str(record_id), str(value)) for record_id, value in await cursor.fetchall()]
 
     async def change_marker(self) -> Hashable:
         # data_version changes when *another* connection committed; this connection's own

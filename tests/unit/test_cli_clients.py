@@ -40,14 +40,28 @@ def _run(*args: str, data_dir: Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("command", [("clients", "list"), ("clients", "show", "odd")])
-def test_corrupt_record_is_named_with_the_way_out(data_dir: Path, command: tuple[str, ...]) -> None:
+def test_corrupt_record_is_named_with_the_way_out(data_dir: Path) -> None:
     _store_raw(data_dir, "{not json")
-    code, _, err = _run(*command, data_dir=data_dir)
+    code, _, err = _run("clients", "show", "odd", data_dir=data_dir)
     assert code == 1
     assert "record client/odd is not valid JSON" in err
     assert "authz clients remove odd" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("stored", "reason"), [
+    ("{not json", "record client/odd is not valid JSON"),
+    ("[1, 2]", "record client/odd is not a JSON object"),
+    ('{"client_id": "good2", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "g.example"}',
+     "the record stored as 'odd' names client_id 'good2'"),
+], ids=["not-json", "not-an-object", "another-client-id"])
+def test_a_corrupt_record_is_listed_under_its_key_with_the_others(data_dir: Path, stored: str, reason: str) -> None:
+    _store_raw(data_dir, stored)
+    code, out, _ = _run("clients", "list", data_dir=data_dir)
+    assert code == 0
+    good, odd = out.splitlines()  # in key order: "good" < "odd"
+    assert good.startswith("good\ttls_client_auth\t")
+    assert odd.startswith("odd\tUNUSABLE: ") and reason in odd and "authz clients remove odd" in odd
 
 
 def test_corrupt_record_can_be_removed(data_dir: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from authz.clients.directory import ClientDirectory, UnusableRegistration
 from authz.keys.signing import SigningKeys
+from authz.storage.base import CorruptRecord
 from authz.storage.sqlite import SQLiteRecordStore
 from authz.storage.watcher import ChangeWatcher
 from authz.tokens.revocation import RevocationList
@@ -31,6 +32,18 @@ async def test_verbs(store: SQLiteRecordStore) -> None:
     assert await store.all("k") == [{"v": 3}]
     assert await store.destroy("k", "a")
     assert not await store.destroy("k", "a")
+
+
+async def test_entries_keep_the_readable_records_beside_a_corrupt_one(store: SQLiteRecordStore) -> None:
+    await store.upsert("k", "a", {"v": 1})
+    await store.upsert("k", "b", {"v": 2})
+    await store.db.execute("UPDATE records SET value = '{not json' WHERE kind = 'k' AND id = 'a'")
+    await store.db.commit()
+    [(first, corrupt), second] = await store.entries("k")
+    assert first == "a" and isinstance(corrupt, CorruptRecord) and corrupt.record_id == "a"
+    assert second == ("b", {"v": 2})
+    with pytest.raises(CorruptRecord):
+        await store.all("k")
 
 
 async def test_expiry(store: SQLiteRecordStore) -> None:
