@@ -38,7 +38,11 @@ def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
                 x509.load_der_x509_certificate(data)
             ]
         except ValueError as exc:
-            raise click.BadParameter(f"{path} is not a PEM or DER certificate ({exc})", param_hint="--cert") from exc
+            # cryptography's message for DER is its parser's ("ShortData", "MalformedFraming"):
+            # say what the file is instead, and keep the parser's words for the curious.
+            what = "empty" if not data.strip() else (
+                "a private key, not a certificate" if b"PRIVATE KEY-----" in data else "not a PEM or DER certificate")
+            raise click.BadParameter(f"{path} is {what} ({exc})", param_hint="--cert") from exc
         if len(found) != 1:
             raise click.BadParameter(f"{path} holds {len(found)} certificates; give one per --cert",
                                      param_hint="--cert")
@@ -101,7 +105,7 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, u
         except KeyError:
             raise click.ClickException(f"client {client_id!r} exists; pass --replace to overwrite it") from None
 
-    with_store(data_dir, register)
+    with_store(data_dir, register, create=True)
     click.echo(f"registered {client_id} ({auth_method})")
 
 

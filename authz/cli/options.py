@@ -26,8 +26,17 @@ data_dir_option = click.option(
 )
 
 
-def with_store(data_dir: Path, action: Callable[[RecordStore], Awaitable[T]]) -> T:
-    """Open the store, run ``action`` with it, close it; store errors become CLI errors."""
+def with_store(data_dir: Path, action: Callable[[RecordStore], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the store, run ``action`` with it, close it; store errors become CLI errors.
+
+    Only commands that write (``create=True``) may create a store: a mistyped --data-dir must
+    not look like an empty server."""
+    store_file = SQLiteRecordStore(data_dir).path
+    if not create and not store_file.exists():
+        raise click.ClickException(
+            f"no store at {store_file}: check --data-dir (env AUTHZ_DATA_DIR); `authz clients add` or "
+            "`authz serve` creates it"
+        )
 
     async def run() -> T:
         store = SQLiteRecordStore(data_dir)

@@ -131,7 +131,7 @@ def dev(directory: Path, port: int) -> None:
             "jwks": {"keys": [jwk_for_certificate(self_signed)]}, "scope": "accounts:read",
         }, replace=True)
 
-    with_store(data_dir, register)
+    with_store(data_dir, register, create=True)
     url = f"https://127.0.0.1:{port}/token"
     d = pki.directory
     click.echo(

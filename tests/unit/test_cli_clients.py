@@ -90,3 +90,27 @@ def test_show_warns_about_an_unusable_registration(data_dir: Path) -> None:
     code, out, err = _run("clients", "show", "odd", data_dir=data_dir)
     assert code == 0 and '"jwks": "x"' in out
     assert "registration is unusable: token_endpoint_auth_method must be one of" in err
+
+
+@pytest.mark.parametrize("command", [("clients", "list"), ("clients", "show", "x"), ("clients", "remove", "x"),
+                                     ("keys", "list")])
+def test_a_read_command_does_not_create_a_store(tmp_path: Path, command: tuple[str, ...]) -> None:
+    # A mistyped --data-dir must not look like an empty server.
+    missing = tmp_path / "typo"
+    code, _, err = _run(*command, data_dir=missing)
+    assert code == 1 and f"no store at {missing / 'authz.sqlite3'}" in err
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(("content", "what"), [
+    (b"", "is empty"),
+    (b"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n", "is a private key, not a certificate"),
+    (b"\x30\x03\x02\x01\x01", "is not a PEM or DER certificate"),
+], ids=["empty", "private-key", "garbage-der"])
+def test_a_cert_file_that_is_no_certificate_is_named_for_what_it_is(tmp_path: Path, content: bytes,
+                                                                   what: str) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(content)
+    code, _, err = _run("clients", "add", "c", "--auth-method", "self_signed_tls_client_auth", "--cert", str(cert),
+                        data_dir=tmp_path / "data")
+    assert code == 2 and f"{cert} {what}" in err
