@@ -38,13 +38,14 @@ REQUEST_HEAD_LIMIT = 32 * 1024
 
 class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
     _tls: dict[str, Any] | None = None
-    # The current request's head: bytes parsed into the URL and headers so far, and bytes
-    # received while it was still incomplete (what the parser may be holding as a partial
-    # header). None once the head is complete.
-    _head_bytes: int | None = None
+    # While the current request's head is incomplete: the bytes received since it began (what
+    # the parser may be holding as a partial header). The size of the chunk being parsed
+    # bounds the rest. Counting per chunk, not per header, keeps the check off the per-header
+    # path of every request.
+    _in_head = False
     _head_chunk_bytes = 0
+    _chunk_bytes = 0
     _refused = False
-    _method_parsed = False
     # loop.time() by which the current request must have arrived whole (request_deadline).
     request_deadline: float | None = None
 
@@ -71,6 +72,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
             return
         # uvicorn cancels the idle timer on any byte; here a request must begin first
         # (on_message_begin), or CRLFs, which the parser skips, would keep a connection for ever.
+        self._chunk_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -78,24 +80,11 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, "the request is not valid HTTP/1.1", detail=f"HTTP parser: {exc}")
             return
-        if self._head_bytes is not None and not self._refused:
-            # Counted after parsing, so a chunk that completes a head is not held against it.
+        if self._in_head and not self._refused:
+            # Counted after parsing, so a chunk that completes a head is measured exactly in
+            # on_headers_complete instead.
             self._head_chunk_bytes += len(data)
             self._check_head_size(self._head_chunk_bytes, "received without the end of the request head")
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._method_parsed = True  # the request line's method comes before its target
-        self._count_head(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
-
-    def _count_head(self, size: int) -> None:
-        if self._head_bytes is not None and not self._refused:
-            self._head_bytes += size
-            self._check_head_size(self._head_bytes, "in the request line and headers")
 
     def _check_head_size(self, size: int, what: str) -> None:
         if size > REQUEST_HEAD_LIMIT:
@@ -108,8 +97,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._unset_keepalive_if_required()
         super().on_message_begin()
-        self._method_parsed = False
-        self._head_bytes = 0
+        self._in_head = True
         self._head_chunk_bytes = 0
         self.request_deadline = self.loop.time() + request_deadline.REQUEST_READ_TIMEOUT
         if self._tls is not None:
@@ -117,9 +105,15 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
             extensions["tls"] = self._tls
 
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
+        self._in_head = False
         if self._refused:
             return
+        if self._head_chunk_bytes + self._chunk_bytes > REQUEST_HEAD_LIMIT:
+            # Only a head that may be too large is measured: request line and header fields.
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            self._check_head_size(size, "in the request line and headers")
+            if self._refused:
+                return
         if self.parser.should_upgrade():
             upgrade = next((v for n, v in self.headers if n == b"upgrade"), b"")
             self._refuse(
@@ -144,7 +138,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         self.request_deadline = None
         if self.transport.is_closing():
             return
-        part = "head" if self._head_bytes is not None else "body"
+        part = "head" if self._in_head else "body"
         self._refuse(
             408,
             f"the request was not received whole within {request_deadline.REQUEST_READ_TIMEOUT:g} s",
@@ -153,7 +147,8 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
 
     def _method(self) -> str | None:
         # Before a method is parsed, httptools reports its default (DELETE): not what was sent.
-        if not self._method_parsed:
+        # The request target follows the method, so any target byte means a parsed method.
+        if not getattr(self, "url", b""):
             return None
         try:
             return self.parser.get_method().decode("latin-1")[:20] or None
