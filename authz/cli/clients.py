@@ -109,23 +109,23 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, u
     click.echo(f"registered {client_id} ({auth_method})")
 
 
+def _way_out(key: str) -> str:
+    return f"the server refuses this client until the record is repaired, or removed (authz clients remove {key})"
+
+
 def _corrupt(exc: CorruptRecord) -> click.ClickException:
-    return click.ClickException(
-        f"{exc}. The server refuses this client until the record is repaired, or deleted "
-        f"(authz clients remove {exc.record_id}) and registered again."
-    )
+    return click.ClickException(f"{exc}; {_way_out(exc.record_id)}")
 
 
 def _summary(key: str, metadata: dict[str, Any] | CorruptRecord) -> str:
     """One line of ``clients list``, under the key the server looks the client up by; a
     registration the server cannot use says why, and how to get rid of it."""
-    remedy = f"(repair it, or: authz clients remove {key})"
     if isinstance(metadata, CorruptRecord):
-        return f"{key}\tUNUSABLE: {metadata} {remedy}"
+        return f"{key}\tUNUSABLE: {metadata}; {_way_out(key)}"
     try:
         client = stored_client(key, metadata)
     except InvalidClientMetadata as exc:
-        return f"{key}\tUNUSABLE: {exc} {remedy}"
+        return f"{key}\tUNUSABLE: {exc}; {_way_out(key)}"
     if client.subject is not None:
         subject = next(f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_"))
     else:

@@ -14,9 +14,16 @@ from http import HTTPStatus
 import orjson
 import structlog
 
+from authz.endpoints.failure import ERROR_HEADERS
+
 __all__ = ["refusal_response", "log_http_refusal"]
 
 log = structlog.get_logger("authz.http")
+
+# The headers of every error answer of the server, as raw header lines.
+_ERROR_HEADER_LINES = b"".join(
+    f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in ERROR_HEADERS.items()
+)
 
 
 def refusal_response(status: int, description: str) -> bytes:
@@ -28,8 +35,7 @@ def refusal_response(status: int, description: str) -> bytes:
         (
             b"HTTP/1.1 %d %s\r\n" % (status, reason),
             b"content-type: application/json\r\n",
-            b"cache-control: no-store\r\n",
-            b"pragma: no-cache\r\n",
+            _ERROR_HEADER_LINES,
             b"connection: close\r\n",
             b"content-length: %d\r\n\r\n" % len(body),
             body,

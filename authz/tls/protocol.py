@@ -24,6 +24,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from authz.clipping import clipped
 from authz.tls import request_deadline
 from authz.tls.extension import tls_extension
 from authz.tls.http_refusal import log_http_refusal, refusal_response
@@ -34,6 +35,7 @@ __all__ = ["REQUEST_HEAD_LIMIT", "MutualTLSHttpToolsProtocol"]
 # Request line and headers. A token request's head is a few hundred bytes; 32 KiB is what
 # nginx accepts by default (large_client_header_buffers 4 8k).
 REQUEST_HEAD_LIMIT = 32 * 1024
+_LOGGED_TARGET_CHARS = 200
 
 
 class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
@@ -161,7 +163,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refused = True
         self.request_deadline = None
-        target = getattr(self, "url", b"")[:200].decode("latin-1")
+        target = clipped(getattr(self, "url", b"").decode("latin-1"), _LOGGED_TARGET_CHARS)
         log_http_refusal(
             status,
             description,

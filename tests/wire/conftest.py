@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import RunningServer, authz_cli_all, start_server
+from tests.support.server import RunningServer, start_server
 from tests.wire.client import WireClient
-from tests.wire.material import WirePKI, build_wire_pki, registrations
+from tests.wire.material import WirePKI, build_wire_pki, register_clients
 
 StartServer = Callable[..., RunningServer]
 
@@ -44,8 +44,7 @@ def start_wire_server(pki: WirePKI, tmp_path_factory: pytest.TempPathFactory) ->
 def data_dir(pki: WirePKI, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with every client of the suite registered through the CLI."""
     directory = tmp_path_factory.mktemp("wire-data")
-    authz_cli_all([["clients", "add", client_id, *args] for client_id, args in registrations(pki).items()],
-                  data_dir=directory)
+    register_clients(pki, directory)
     return directory
 
 

@@ -12,12 +12,14 @@ import base64
 import dataclasses
 import datetime
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.support.pki import Issued, TestCA, forge, self_signed, sign_with
+from tests.support.server import authz_cli_all
 
 DN_CLIENT_SUBJECT = "CN=dn-client,O=authz tests,C=DE"
 SAN_DNS = "dns-client.wire.test"
@@ -156,6 +158,13 @@ def build_wire_pki(directory: Path) -> WirePKI:
         intermediate=issuing.write(directory / "intermediate.pem"),
         credentials=credentials,
     )
+
+
+def register_clients(pki: WirePKI, data_dir: Path, client_ids: Sequence[str] | None = None) -> None:
+    """Register the suite's clients (``client_ids``, or all of them) in the store at ``data_dir``
+    through the CLI."""
+    every = registrations(pki)
+    authz_cli_all([["clients", "add", c, *every[c]] for c in (client_ids or every)], data_dir=data_dir)
 
 
 def registrations(pki: WirePKI) -> dict[str, list[str]]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import RunningServer, authz_cli, authz_cli_all
+from tests.support.server import RunningServer, authz_cli
 from tests.wire.client import WireClient, WireResponse, assert_invalid_client, assert_token_response
 from tests.wire.conftest import StartServer
-from tests.wire.material import WirePKI, registrations
+from tests.wire.material import WirePKI, register_clients
 
 pytestmark = pytest.mark.wire
 
@@ -23,8 +23,7 @@ DEADLINE = POLL_INTERVAL + 2.0
 def polling_server(start_wire_server: StartServer, pki: WirePKI, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("removal-data")
-    every = registrations(pki)
-    authz_cli_all([["clients", "add", c, *every[c]] for c in ("dn-client", "self-signed-client")], data_dir=data_dir)
+    register_clients(pki, data_dir, ["dn-client", "self-signed-client"])
     server = start_wire_server(data_dir, env={"AUTHZ_STORE_POLL_INTERVAL": str(POLL_INTERVAL)})
     yield server
     server.stop()
@@ -57,7 +56,7 @@ def test_removed_client_is_refused_and_readded_client_accepted(via: str, pki: Wi
     assert elapsed <= DEADLINE
     assert_token_response(client.token(pki["self-signed-client"], "self-signed-client"))  # the others stay
 
-    authz_cli("clients", "add", "dn-client", *registrations(pki)["dn-client"], data_dir=data_dir)
+    register_clients(pki, data_dir, ["dn-client"])
     accepted, elapsed = poll(token, 200)  # "unknown" was cached too; the change clears it
     assert_token_response(accepted)
     assert elapsed <= DEADLINE

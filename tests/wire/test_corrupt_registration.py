@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import RunningServer, authz_cli_all
+from tests.support.server import RunningServer
 from tests.wire.client import WireClient, assert_invalid_client, assert_token_response
 from tests.wire.conftest import StartServer
-from tests.wire.material import WirePKI, registrations
+from tests.wire.material import WirePKI, register_clients
 
 pytestmark = pytest.mark.wire
 
@@ -21,8 +21,7 @@ UNUSABLE = "the registration of this client is not usable; contact the server op
 def corrupt_store_server(start_wire_server: StartServer, pki: WirePKI, tmp_path_factory: pytest.TempPathFactory
                          ) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("corrupt-data")
-    every = registrations(pki)
-    authz_cli_all([["clients", "add", c, *every[c]] for c in ("dn-client", "self-signed-client")], data_dir=data_dir)
+    register_clients(pki, data_dir, ["dn-client", "self-signed-client"])
     with sqlite3.connect(data_dir / "authz.sqlite3") as db:
         db.execute("UPDATE records SET value = '{not json' WHERE kind = 'client' AND id = 'self-signed-client'")
     server = start_wire_server(data_dir)

@@ -5,10 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import RunningServer, authz_cli_all
+from tests.support.server import RunningServer
 from tests.wire.client import WireClient, assert_token_response, verified_token
 from tests.wire.conftest import StartServer
-from tests.wire.material import WirePKI, registrations
+from tests.wire.material import WirePKI, register_clients
 
 pytestmark = pytest.mark.wire
 
@@ -19,8 +19,7 @@ CLIENTS = ["dn-client", "self-signed-client"]
 def two_workers(start_wire_server: StartServer, pki: WirePKI, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("workers-data")
-    every = registrations(pki)
-    authz_cli_all([["clients", "add", client_id, *every[client_id]] for client_id in CLIENTS], data_dir=data_dir)
+    register_clients(pki, data_dir, CLIENTS)
     server = start_wire_server(data_dir, ["--workers", "2"], ready_count=2)
     yield server
     server.stop()
