@@ -116,6 +116,7 @@ class ServerContext:
         await self.watcher.start()
 
     async def stop(self) -> None:
+        self.validator.close()
         await self.watcher.stop()
         await self.keys.close()
         await self.store.close()

@@ -2,15 +2,32 @@
 
 Chains are built from the client's leaf, the intermediates it sent and a configured pool,
 and must end at one of the configured trust anchors: never at a registered self-signed
-certificate, never on OpenSSL's verdict. A successful validation is cached per chain until
-the earliest ``notAfter`` in it: validating costs 80-180 µs, a cache hit well under one.
+certificate, never on OpenSSL's verdict.
+
+Validating costs 80-180 µs for an ordinary chain, but a hostile one can make path building
+check signatures until cryptography's limit (two self-issued P-521 "CAs" sharing a subject:
+about 80 ms). So the cost of any chain a client can send is bounded three ways:
+- what reaches the path builder is pruned: duplicates, self-issued certificates (a root the
+  client sent along is in the store already, or is not trusted) and all but the first
+  certificate per subject are left out, so path building cannot branch on client input, and
+  every certificate's key must be one ``authz.certificates.limits`` accepts;
+- every verdict is remembered per chain: a success until the earliest ``notAfter`` in it, a
+  refusal for ``REFUSAL_TTL`` seconds (bounded, and apart from the successes, so that refused
+  chains cannot evict what legitimate clients need);
+- the endpoints validate a chain that has no verdict yet on one dedicated thread
+  (``prepare``): cryptography releases the GIL while it builds paths, so the event loop keeps
+  serving, and hostile chains queue behind each other rather than take both cores.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -22,16 +39,23 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from authz.certificates.limits import public_key_problem
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
+from authz.clipping import clipped
 
-__all__ = ["MAX_INTERMEDIATES", "ChainValidator", "Clock", "utc_now"]
+__all__ = ["MAX_INTERMEDIATES", "REFUSAL_TTL", "ChainValidator", "Clock", "utc_now"]
 
 Clock = Callable[[], datetime.datetime]
 
 # Intermediates between the leaf and an anchor that path building follows (cryptography's
 # default, set here so that the refusal of a longer chain can say so).
 MAX_INTERMEDIATES = 8
+# Seconds a refusal is remembered: trust anchors only change with a restart, and a chain that
+# is not yet valid is remembered only until it becomes valid.
+REFUSAL_TTL = 600.0
+_REFUSAL_CACHE_SIZE = 4096
+_LOGGED_DETAIL_CHARS = 300  # cryptography's messages quote subjects, which the client chose
 
 
 def utc_now() -> datetime.datetime:
@@ -54,6 +78,16 @@ def _ca_policy() -> ExtensionPolicy:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    reason: RejectionReason
+    detail: str
+    until: float
+
+    def raise_again(self) -> None:
+        raise CertificateRejected(self.reason, f"{self.detail} (refusal remembered)")
+
+
 class ChainValidator:
     """Validates presented chains against a fixed set of trust anchors."""
 
@@ -72,8 +106,11 @@ class ChainValidator:
         self._ee_policy = _end_entity_policy()
         self._ca_policy = _ca_policy()
         self._cache_size = cache_size
-        # chain key -> POSIX time until which the validated chain stays valid
-        self._valid_until: OrderedDict[tuple[bytes, ...], float] = OrderedDict()
+        # chain digest -> POSIX time until which the validated chain stays valid
+        self._valid_until: OrderedDict[bytes, float] = OrderedDict()
+        self._refused: OrderedDict[bytes, _Refusal] = OrderedDict()
+        self._in_flight: dict[bytes, asyncio.Future[float | CertificateRejected]] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def anchor_count(self) -> int:
@@ -82,17 +119,88 @@ class ChainValidator:
     def validate(self, presented: PresentedCertificate) -> None:
         """Return if the chain leads to a trust anchor now; raise ``CertificateRejected``."""
         now = self._clock()
-        key = presented.chain_key
-        until = self._valid_until.get(key)
-        if until is not None and now.timestamp() < until:
-            self._valid_until.move_to_end(key)
+        key = presented.chain_digest
+        if self._remembered(key, now.timestamp()):
             return
+        outcome = self._outcome(presented, now)
+        self._remember(key, presented, outcome)
+        if isinstance(outcome, CertificateRejected):
+            raise outcome
+
+    async def prepare(self, presented: PresentedCertificate) -> None:
+        """Reach a verdict on the chain off the event loop, so that ``validate`` finds it
+        remembered. Never raises for a refused chain: ``validate`` tells."""
+        key = presented.chain_digest
+        now = self._clock()
+        try:
+            if self._remembered(key, now.timestamp()):
+                return
+        except CertificateRejected:
+            return
+        pending = self._in_flight.get(key)
+        if pending is None:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authz-chain-validation")
+            pending = asyncio.get_running_loop().run_in_executor(self._executor, self._outcome, presented, now)
+            self._in_flight[key] = pending
+            # Registered before any waiter's: the verdict is remembered before they resume.
+            pending.add_done_callback(functools.partial(self._remember_pending, key, presented))
+        # Shielded: a waiter that goes away (its client disconnected) does not cancel the
+        # validation other requests of the same chain wait for.
+        await asyncio.shield(pending)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def _remembered(self, key: bytes, now: float) -> bool:
+        """True for a remembered success; raise for a remembered refusal; False if neither."""
+        until = self._valid_until.get(key)
+        if until is not None and now < until:
+            self._valid_until.move_to_end(key)
+            return True
+        refusal = self._refused.get(key)
+        if refusal is not None and now < refusal.until:
+            refusal.raise_again()
+        return False
+
+    def _outcome(self, presented: PresentedCertificate, now: datetime.datetime) -> float | CertificateRejected:
+        """The verdict: until when the chain is valid, or why it is refused. Runs on the
+        validation thread too, so it touches no shared state."""
+        try:
+            return self._validate_uncached(presented, now)
+        except CertificateRejected as rejected:
+            return rejected
+
+    def _remember_pending(
+        self, key: bytes, presented: PresentedCertificate, pending: asyncio.Future[float | CertificateRejected]
+    ) -> None:
+        self._in_flight.pop(key, None)
+        if not pending.cancelled() and pending.exception() is None:
+            # An unexpected error is not remembered: validate() meets it again and it is a 500.
+            self._remember(key, presented, pending.result())
+
+    def _remember(self, key: bytes, presented: PresentedCertificate, outcome: float | CertificateRejected) -> None:
+        if isinstance(outcome, CertificateRejected):
+            until = self._clock().timestamp() + REFUSAL_TTL
+            if outcome.reason is RejectionReason.NOT_YET_VALID:
+                until = min(until, presented.leaf.not_valid_before_utc.timestamp())
+            outcome.detail = clipped(outcome.detail, _LOGGED_DETAIL_CHARS) or ""
+            self._refused[key] = _Refusal(outcome.reason, outcome.detail, until)
+            if len(self._refused) > _REFUSAL_CACHE_SIZE:
+                self._refused.popitem(last=False)
+            return
+        self._refused.pop(key, None)
+        self._valid_until[key] = outcome
+        if len(self._valid_until) > self._cache_size:
+            self._valid_until.popitem(last=False)
+
+    def _validate_uncached(self, presented: PresentedCertificate, now: datetime.datetime) -> float:
+        """Validate; the POSIX time until which the verdict holds, or ``CertificateRejected``."""
         if self._store is None:
             raise CertificateRejected(RejectionReason.UNTRUSTED_CHAIN, "no trust anchors are configured")
-        try:
-            sent = [x509.load_der_x509_certificate(der) for der in presented.intermediates_der]
-        except ValueError as exc:
-            raise CertificateRejected(RejectionReason.UNPARSABLE, f"intermediate: {exc}") from exc
+        sent, left_out = self._candidates_sent(presented)
         verifier = (
             PolicyBuilder()
             .store(self._store)
@@ -106,11 +214,32 @@ class ChainValidator:
             verified = verifier.verify(presented.leaf, candidates)
         except VerificationError as exc:
             reason = self._diagnose(presented.leaf, now, str(exc), len(set(candidates)))
-            raise CertificateRejected(reason, str(exc)) from exc
-        earliest = min(cert.not_valid_after_utc for cert in verified.chain)
-        self._valid_until[key] = earliest.timestamp()
-        if len(self._valid_until) > self._cache_size:
-            self._valid_until.popitem(last=False)
+            detail = f"{exc}; {left_out} certificate(s) the client sent left out" if left_out else str(exc)
+            raise CertificateRejected(reason, detail) from exc
+        return min(cert.not_valid_after_utc for cert in verified.chain).timestamp()
+
+    @staticmethod
+    def _candidates_sent(presented: PresentedCertificate) -> tuple[list[x509.Certificate], int]:
+        """The intermediates the client sent that path building may use, and how many were
+        left out: at most one per subject and none self-issued, so that paths cannot branch
+        or loop on what a client sends; each with an accepted key."""
+        kept: list[x509.Certificate] = []
+        subjects: set[bytes] = set()
+        for position, der in enumerate(presented.intermediates_der, start=1):
+            try:
+                certificate = x509.load_der_x509_certificate(der)
+                subject = certificate.subject.public_bytes()
+                self_issued = subject == certificate.issuer.public_bytes()
+                key_problem = public_key_problem(certificate)
+            except ValueError as exc:
+                raise CertificateRejected(RejectionReason.UNPARSABLE, f"intermediate {position}: {exc}") from exc
+            if key_problem is not None:
+                raise CertificateRejected(RejectionReason.UNSUPPORTED_KEY, f"intermediate {position}: {key_problem}")
+            if self_issued or subject in subjects:
+                continue
+            subjects.add(subject)
+            kept.append(certificate)
+        return kept, len(presented.intermediates_der) - len(kept)
 
     @staticmethod
     def _diagnose(leaf: x509.Certificate, now: datetime.datetime, message: str, candidates: int) -> RejectionReason:

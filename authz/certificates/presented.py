@@ -2,8 +2,11 @@
 
 Every mode of deployment fills the same ASGI TLS extension (direct TLS in
 ``authz.tls.protocol``; a trusted proxy's forwarded certificate later), and this module is
-the one place that reads it. Parsing is cached by the PEM strings: on a keep-alive
-connection the same string objects come back with every request.
+the one place that reads it. It parses only what a decision needs, when it needs it: the size
+limits first (``authz.certificates.limits``), then the leaf; its subject and extensions only
+when a matcher asks. The result, or the refusal, is remembered in the connection's TLS
+extension, so keep-alive requests do not parse again. Nothing outlives the connection: an
+anonymous client sending a new certificate on each connection fills no process-wide cache.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import ssl
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,15 +21,20 @@ from typing import Any
 from cryptography import x509
 
 from authz.certificates.distinguished_name import DistinguishedName
+from authz.certificates.limits import chain_size_problem, public_key_problem
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.certificates.thumbprint import x5t_s256
 
-__all__ = ["CACHEABLE_CHAIN_BYTES", "PresentedCertificate", "presented_certificate"]
+__all__ = ["PresentedCertificate", "presented_certificate"]
+
+# Where the parse of a connection's chain is remembered: a key of our own in the TLS extension
+# dict, which is built once per connection and shared by its requests.
+_MEMO_KEY = "authz.presented_certificate"
 
 
 @dataclass(frozen=True)
 class PresentedCertificate:
-    """A parsed client certificate. Objects are cached per connection, so the derived
+    """A parsed client certificate. Objects live as long as their connection, so the derived
     values below are computed once, not once per request."""
 
     leaf: x509.Certificate
@@ -38,32 +45,46 @@ class PresentedCertificate:
 
     @classmethod
     def from_der(cls, chain: Sequence[bytes]) -> PresentedCertificate:
-        """Parse a chain (leaf first); ``CertificateRejected(UNPARSABLE)`` if it is not X.509."""
+        """Parse a chain (leaf first) within the limits; ``CertificateRejected`` if it is too
+        large, not X.509, or carries a key this server does not accept."""
+        sha256_hex = hashlib.sha256(chain[0]).hexdigest()
+        too_large = chain_size_problem([len(der) for der in chain])
+        if too_large is not None:
+            raise CertificateRejected(RejectionReason.CHAIN_TOO_LARGE, too_large, cert_sha256=sha256_hex)
         try:
             leaf = x509.load_der_x509_certificate(chain[0])
-            # Decode the lazily parsed fields now, so a malformed certificate is refused
-            # here with a precise reason rather than failing later in a matcher.
-            leaf.subject  # noqa: B018
-            leaf.extensions  # noqa: B018
+            key_problem = public_key_problem(leaf)
         except ValueError as exc:
             raise CertificateRejected(
-                RejectionReason.UNPARSABLE, f"parse error: {exc}", cert_sha256=hashlib.sha256(chain[0]).hexdigest()
+                RejectionReason.UNPARSABLE, f"parse error: {exc}", cert_sha256=sha256_hex
             ) from exc
+        if key_problem is not None:
+            raise CertificateRejected(
+                RejectionReason.UNSUPPORTED_KEY, f"leaf: {key_problem}", cert_sha256=sha256_hex
+            )
         return cls(
             leaf=leaf,
             leaf_der=chain[0],
             intermediates_der=tuple(chain[1:]),
             x5t_s256=x5t_s256(chain[0]),
-            sha256_hex=hashlib.sha256(chain[0]).hexdigest(),
+            sha256_hex=sha256_hex,
         )
 
-    @property
-    def chain_key(self) -> tuple[bytes, ...]:
-        return (self.leaf_der, *self.intermediates_der)
+    @functools.cached_property
+    def chain_digest(self) -> bytes:
+        """One short key for the whole chain (the caches of verdicts are keyed by it)."""
+        digest = hashlib.sha256()
+        for der in (self.leaf_der, *self.intermediates_der):
+            digest.update(len(der).to_bytes(4, "big"))
+            digest.update(der)
+        return digest.digest()
 
     @functools.cached_property
     def subject_dn(self) -> DistinguishedName:
-        return DistinguishedName.from_name(self.leaf.subject)
+        try:
+            return DistinguishedName.from_name(self.leaf.subject)
+        except ValueError as exc:
+            raise self._unparsable("subject", exc) from exc
 
     @functools.cached_property
     def subject_alt_names(self) -> x509.SubjectAlternativeName | None:
@@ -71,6 +92,12 @@ class PresentedCertificate:
             return self.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
             return None
+        except ValueError as exc:
+            raise self._unparsable("extensions", exc) from exc
+
+    def _unparsable(self, part: str, exc: ValueError) -> CertificateRejected:
+        # Decoded on demand: a malformed part is found when a matcher needs it.
+        return CertificateRejected(RejectionReason.UNPARSABLE, f"{part}: {exc}", cert_sha256=self.sha256_hex)
 
     def log_fields(self) -> dict[str, Any]:
         """What the operator needs to identify the certificate; never the key material."""
@@ -90,14 +117,7 @@ def _safe_name(cert: x509.Certificate, which: str) -> str:
         return f"<undecodable {which}: {exc}>"
 
 
-_CACHE_SIZE = 4096
-# Chains larger than this (ordinary ones are a few KiB; TLS allows about 100 KiB) are parsed
-# every time rather than cached: the caches must stay small whatever clients send.
-CACHEABLE_CHAIN_BYTES = 16 * 1024
-_cache: OrderedDict[tuple[str, ...], PresentedCertificate] = OrderedDict()
-
-
-def _parse(chain_pem: tuple[str, ...]) -> PresentedCertificate:
+def _parse(chain_pem: Sequence[str]) -> PresentedCertificate:
     try:
         ders = [ssl.PEM_cert_to_DER_cert(pem) for pem in chain_pem]
     except ValueError as exc:
@@ -108,22 +128,23 @@ def _parse(chain_pem: tuple[str, ...]) -> PresentedCertificate:
 def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | None:
     """The client certificate of the request, or None when none was presented.
 
-    Raises ``CertificateRejected(UNPARSABLE)`` when a certificate arrived but is not X.509.
+    Raises ``CertificateRejected`` when a certificate arrived but cannot be used: not X.509
+    (``UNPARSABLE``), over the limits (``CHAIN_TOO_LARGE``, ``UNSUPPORTED_KEY``).
     """
-    tls = (scope.get("extensions") or {}).get("tls")
+    tls: dict[str, Any] | None = (scope.get("extensions") or {}).get("tls")
     if not tls:
         return None
-    chain: Sequence[str] | None = tls.get("client_cert_chain")
-    if not chain:
-        return None
-    key = tuple(chain)
-    cached = _cache.get(key)
-    if cached is not None:
-        _cache.move_to_end(key)
-        return cached
-    parsed = _parse(key)
-    if sum(map(len, key)) <= CACHEABLE_CHAIN_BYTES * 4 // 3:  # PEM: base64 of the DER
-        _cache[key] = parsed
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return parsed
+    memo = tls.get(_MEMO_KEY)
+    if memo is None:
+        chain: Sequence[str] | None = tls.get("client_cert_chain")
+        if not chain:
+            return None
+        try:
+            memo = _parse(chain)
+        except CertificateRejected as rejected:
+            memo = rejected
+        tls[_MEMO_KEY] = memo
+    if isinstance(memo, CertificateRejected):
+        # Without with_traceback(None), each raise of the one object would append its frames.
+        raise memo.with_traceback(None)
+    return memo

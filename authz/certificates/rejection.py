@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from authz.certificates.limits import ACCEPTED_KEYS, MAX_CHAIN_BYTES, MAX_CHAIN_CERTIFICATES
+
 __all__ = ["CertificateRejected", "RejectionReason"]
 
 
@@ -16,6 +18,11 @@ class RejectionReason(enum.Enum):
     UNPARSABLE = "the client certificate could not be parsed as X.509"
     UNTRUSTED_CHAIN = "the client certificate chain does not lead to a trusted anchor"
     CHAIN_TOO_LONG = "the client certificate chain is longer than this server accepts"
+    CHAIN_TOO_LARGE = (
+        f"the client certificate chain is larger than this server accepts (at most {MAX_CHAIN_CERTIFICATES} "
+        f"certificates and {MAX_CHAIN_BYTES // 1024} KiB in all)"
+    )
+    UNSUPPORTED_KEY = f"a certificate the client sent has a public key this server does not accept ({ACCEPTED_KEYS})"
     EXPIRED = "the client certificate has expired"
     NOT_YET_VALID = "the client certificate is not yet valid"
     EKU_NOT_CLIENT_AUTH = "the client certificate's extended key usage does not allow client authentication"

@@ -16,6 +16,8 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from authz.certificates.presented import presented_certificate
+from authz.certificates.rejection import CertificateRejected
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.context import ServerContext
@@ -66,6 +68,8 @@ class ClientEndpoint:
                 client = await self.context.clients.get(client_id)
             except UnusableRegistration as unusable:
                 client = unusable
+            if isinstance(client, RegisteredClient) and client.auth_method == "tls_client_auth":
+                await self._prepare_chain(scope)
         return ClientRequest(
             endpoint=self.name,
             uri=self.uri,
@@ -74,6 +78,16 @@ class ClientEndpoint:
             scope=scope,
             client=client,
         )
+
+    async def _prepare_chain(self, scope: Scope) -> None:
+        """Validate the presented chain off the event loop, so that client authentication
+        (synchronous, inside authlib) finds its verdict remembered."""
+        try:
+            presented = presented_certificate(scope)
+        except CertificateRejected:
+            return  # refused, with its reason, by client authentication
+        if presented is not None:
+            await self.context.validator.prepare(presented)
 
     async def answer(self, request: ClientRequest) -> JSONReply:
         raise NotImplementedError

@@ -132,9 +132,13 @@ class ClientAuthenticator:
 
 def _unpresented_fields(rejected: CertificateRejected) -> dict[str, Any]:
     """Log fields of a refusal that came before a certificate could be parsed: none was sent,
-    or what was sent is not X.509."""
-    return _unparsable_fields(rejected) if rejected.reason is RejectionReason.UNPARSABLE else {"cert": None}
+    or what was sent is not X.509 or over the limits."""
+    return {"cert": None} if rejected.reason is RejectionReason.NO_CERTIFICATE else _unparsable_fields(rejected)
 
 
 def _unparsable_fields(rejected: CertificateRejected) -> dict[str, Any]:
-    return {"cert": "unparsable", "cert_parse_error": rejected.detail, "cert_sha256": rejected.cert_sha256}
+    if rejected.reason is RejectionReason.UNPARSABLE:
+        return {"cert": "unparsable", "cert_parse_error": rejected.detail, "cert_sha256": rejected.cert_sha256}
+    # Refused before parsing (authz.certificates.limits): what was over the limit.
+    return {"cert": "refused", "cert_refusal": rejected.reason.name.lower(), "cert_problem": rejected.detail,
+            "cert_sha256": rejected.cert_sha256}

@@ -8,13 +8,12 @@ every request on it; consumers must treat it as read-only.
 
 from __future__ import annotations
 
-import functools
 import ssl
 from typing import Any
 
 from cryptography import x509
 
-from authz.certificates.presented import CACHEABLE_CHAIN_BYTES
+from authz.certificates.limits import chain_size_problem
 
 __all__ = ["peer_certificate_chain", "tls_extension"]
 
@@ -60,10 +59,7 @@ _cipher_id_cache: dict[int, dict[str, int]] = {}
 
 def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dict[str, Any]:
     """The ASGI TLS extension for the connection that ``ssl_object`` terminates."""
-    chain = tuple(peer_certificate_chain(ssl_object))
-    # Ordinary chains are a few KiB; a client could send distinct 100 KiB ones to fill the cache.
-    fields = _cached_certificate_fields if sum(map(len, chain)) <= CACHEABLE_CHAIN_BYTES else _certificate_fields
-    chain_pem, client_cert_name = fields(chain)
+    chain_pem, client_cert_name = _certificate_fields(peer_certificate_chain(ssl_object))
     cipher = ssl_object.cipher()
     cipher_suite: int | None = None
     version: int | None = None
@@ -83,10 +79,12 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dic
     }
 
 
-def _certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...], str | None]:
-    """PEM chain and subject name of a client chain."""
+def _certificate_fields(chain: list[bytes]) -> tuple[tuple[str, ...], str | None]:
+    """PEM chain and subject name of a client chain. Per connection, never cached across
+    connections: an anonymous client can send a new certificate on each one. A chain over the
+    limits is not parsed for its name (the application refuses it unparsed)."""
     client_cert_name: str | None = None
-    if chain:
+    if chain and chain_size_problem([len(der) for der in chain]) is None:
         try:
             client_cert_name = x509.load_der_x509_certificate(chain[0]).subject.rfc4514_string()
         except ValueError:
@@ -94,8 +92,3 @@ def _certificate_fields(chain: tuple[bytes, ...]) -> tuple[tuple[str, ...], str 
             # refuse it with a precise reason; the name is only informative.
             client_cert_name = None
     return tuple(ssl.DER_cert_to_PEM_cert(der) for der in chain), client_cert_name
-
-
-# A client opens many connections with the same certificate: convert it once, and the equal PEM
-# strings come back already hashed for the application's parse cache (keyed by them).
-_cached_certificate_fields = functools.lru_cache(maxsize=1024)(_certificate_fields)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-__all__ = ["Issued", "TestCA", "forge", "self_signed", "sign_with"]
+__all__ = ["Issued", "TestCA", "forge", "path_building_bomb", "self_signed", "sign_with"]
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -174,3 +174,28 @@ def forge(ca: TestCA, subject: str) -> Issued:
     builder = builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     return Issued(builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()), key, ca.chain)
+
+
+def path_building_bomb(subject: str) -> Issued:
+    """A leaf with ``subject`` issued by a self-issued P-521 "CA", sent with two such CA
+    certificates that share one subject and key: each can sign the other and itself, so a
+    path builder that follows them runs to its signature-check limit (issue 9, finding 3)."""
+    ca_key = ec.generate_private_key(ec.SECP521R1())
+    ca_name = _name("CN=Path Building Bomb,O=elsewhere")
+    cas = []
+    for _ in range(2):
+        builder = _builder(ca_name, ca_name, ca_key, NOW - datetime.timedelta(days=1),
+                           NOW + datetime.timedelta(days=30))
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        cas.append(builder.sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _builder(_name(subject), ca_name, key, NOW - datetime.timedelta(hours=1),
+                       NOW + datetime.timedelta(days=30))
+    builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH], san=None)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    return Issued(builder.sign(ca_key, hashes.SHA256()), key, cas)

@@ -103,7 +103,19 @@ def _issuing_ca(root: TestCA, intermediates: int) -> TestCA:
 @pytest.mark.parametrize("intermediates", [MAX_INTERMEDIATES + 1, 12, 40])
 def test_chain_longer_than_the_validator_follows_is_named(root: TestCA, intermediates: int) -> None:
     leaf = _issuing_ca(root, intermediates).issue()
-    assert reason_of(ChainValidator([root.cert]), leaf) is RejectionReason.CHAIN_TOO_LONG
+    # Sent whole, it is more certificates than a client may send: refused before any parse.
+    with pytest.raises(CertificateRejected) as info:
+        presented(leaf)
+    assert info.value.reason is RejectionReason.CHAIN_TOO_LARGE
+    # With the upper intermediates in the server's pool, path building runs out of depth.
+    sent, pooled = leaf.chain[:2], leaf.chain[2:]
+    validator = ChainValidator([root.cert], pooled)
+    found = presented_certificate({"extensions": {"tls": {"client_cert_chain": [
+        c.public_bytes(serialization.Encoding.PEM).decode() for c in [leaf.cert, *sent]]}}})
+    assert found is not None
+    with pytest.raises(CertificateRejected) as info:
+        validator.validate(found)
+    assert info.value.reason is RejectionReason.CHAIN_TOO_LONG
 
 
 def test_chain_as_long_as_the_validator_follows_validates(root: TestCA) -> None:

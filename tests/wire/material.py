@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.support.pki import Issued, TestCA, forge, self_signed, sign_with
+from tests.support.pki import Issued, TestCA, forge, path_building_bomb, self_signed, sign_with
 from tests.support.server import authz_cli_all
 
 DN_CLIENT_SUBJECT = "CN=dn-client,O=authz tests,C=DE"
@@ -136,6 +136,9 @@ def _certificates() -> tuple[dict[str, Issued], TestCA, TestCA]:
         "intermediate-client-unordered": dataclasses.replace(intermediate_leaf, chain=[root.cert, issuing.cert]),
         "chain-of-12": deep[12].issue(DN_CLIENT_SUBJECT),
         "chain-of-40": deep[40].issue(DN_CLIENT_SUBJECT),
+        "path-building-bomb": path_building_bomb(DN_CLIENT_SUBJECT),
+        # Over 32 KiB: the registered subject, and 400 long SANs.
+        "oversized": root.issue(DN_CLIENT_SUBJECT, san_dns=[f"host-{i:05d}.{'x' * 80}.wire.test" for i in range(400)]),
     }
     return issued, root, issuing
 
