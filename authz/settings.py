@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+
 __all__ = ["Settings"]
 
 
@@ -46,6 +48,13 @@ class Settings(BaseSettings):
         None, description="base URL of an mTLS-only host; publishes mtls_endpoint_aliases (RFC 8705 §5)"
     )
     workers: int = Field(1, ge=1, le=64)
+    tls_handshake_timeout: float = Field(
+        DEFAULT_HANDSHAKE_TIMEOUT, gt=0, le=120, description="seconds a client may take to complete a TLS handshake"
+    )
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000,
+        description="connections a worker holds (handshaking or open) before it stops accepting",
+    )
     store_poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between cross-process cache checks")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

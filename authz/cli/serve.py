@@ -96,6 +96,12 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--mtls-alias-base",
               help="Base URL of an mTLS host for mtls_endpoint_aliases (env AUTHZ_MTLS_ALIAS_BASE).")
 @click.option("--workers", type=int, help="Worker processes (env AUTHZ_WORKERS, default 1).")
+@click.option("--tls-handshake-timeout", type=float,
+              help="Seconds a client may take to complete its TLS handshake (env AUTHZ_TLS_HANDSHAKE_TIMEOUT, "
+                   "default 5).")
+@click.option("--max-connections", type=int,
+              help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
+                   "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

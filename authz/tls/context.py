@@ -68,7 +68,8 @@ def uvicorn_mtls_options(certfile: str, keyfile: str) -> dict[str, Any]:
         "ssl_keyfile": keyfile,
         "ssl_context_factory": uvicorn_ssl_context_factory,
         "http": "authz.tls.protocol:MutualTLSHttpToolsProtocol",
-        "loop": "uvloop",
+        # uvloop, with TLS servers that bound connections and handshake time (authz.tls.listener).
+        "loop": "authz.tls.listener:new_event_loop",
         # The TCP peer is the client: uvicorn would otherwise take X-Forwarded-For from
         # loopback peers as the client address, and log lines would name a forged peer.
         "proxy_headers": False,

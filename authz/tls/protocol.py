@@ -66,6 +66,9 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.request_deadline = None
+        slot = getattr(self, "connection_slot", None)  # set by authz.tls.listener
+        if slot is not None:
+            slot.release()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

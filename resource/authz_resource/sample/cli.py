@@ -39,6 +39,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--leeway", default=30.0, show_default=True, type=click.FloatRange(0, 300),
               help="Clock-skew tolerance for exp/nbf/iat, seconds.")
 @click.option("--allow-unbound-tokens", is_flag=True, help="Accept tokens without cnf (not recommended).")
+@click.option("--tls-handshake-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
+              help="Seconds a client may take to complete its TLS handshake.")
+@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Connections held (handshaking or open) before the API stops accepting new ones.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "console"]))
@@ -50,10 +54,13 @@ def sample_api(**options: Any) -> None:
     with --client-cert/--client-key/--client-id it also introspects opaque tokens.
     --introspection asks the authorization server about every (uncached) token.
     """
+    import os
+
     import uvicorn
 
     from authz.logs import configure_logging, uvicorn_log_config
     from authz.tls.context import ServerTLSError
+    from authz.tls.listener import ConnectionLimits
     from authz_resource.sample.app import create_app
     from authz_resource.serving import uvicorn_tls_options
 
@@ -69,6 +76,8 @@ def sample_api(**options: Any) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot load --tls-cert {options['tls_cert']} / --tls-key "
                                    f"{options['tls_key']}: {exc}") from exc
+    # Read by the serving loop (authz.tls.listener), which uvicorn builds before the app.
+    os.environ.update(ConnectionLimits(options["tls_handshake_timeout"], options["max_connections"]).environment())
     app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
                 access_log=False, lifespan="on", log_config=uvicorn_log_config(options["log_format"]), **tls)
