@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.settings import Settings
-from authz.storage.base import RecordStore
+from authz.storage.base import RecordStore, StorageError
 from authz.storage.sqlite import SQLiteRecordStore
 from authz.storage.watcher import ChangeWatcher
 from authz.tokens.access_token import AccessTokenIssuer
@@ -112,8 +113,14 @@ class ServerContext:
 
     async def start(self) -> None:
         await self.store.open()
-        await self.keys.load()
-        await self.watcher.start()
+        try:
+            await self.keys.load()
+            await self.watcher.start()
+        except BaseException:
+            # An open store would outlive the failed start-up (and its thread the process).
+            with contextlib.suppress(StorageError):  # the failure to report is the first one
+                await self.store.close()
+            raise
 
     async def stop(self) -> None:
         self.validator.close()

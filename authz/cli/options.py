@@ -16,9 +16,11 @@ __all__ = ["data_dir_option", "with_store"]
 
 T = TypeVar("T")
 
+# Not click's readable=True: whether this user may use the store is the store's to say, with
+# the file and the cause (authz.storage.sqlite_failures).
 data_dir_option = click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, readable=False, path_type=Path),
     envvar="AUTHZ_DATA_DIR",
     default="authz-data",
     show_default=True,
@@ -31,15 +33,9 @@ def with_store(data_dir: Path, action: Callable[[RecordStore], Awaitable[T]], *,
 
     Only commands that write (``create=True``) may create a store: a mistyped --data-dir must
     not look like an empty server."""
-    store_file = SQLiteRecordStore(data_dir).path
-    if not create and not store_file.exists():
-        raise click.ClickException(
-            f"no store at {store_file}: check --data-dir (env AUTHZ_DATA_DIR); `authz clients add` or "
-            "`authz serve` creates it"
-        )
+    store = SQLiteRecordStore(data_dir)
 
     async def run() -> T:
-        store = SQLiteRecordStore(data_dir)
         await store.open()
         try:
             return await action(store)
@@ -47,6 +43,11 @@ def with_store(data_dir: Path, action: Callable[[RecordStore], Awaitable[T]], *,
             await store.close()
 
     try:
+        if not create and not store.exists():
+            raise click.ClickException(
+                f"no store at {store.path}: check --data-dir (env AUTHZ_DATA_DIR); `authz clients add` or "
+                "`authz serve` creates it"
+            )
         return asyncio.run(run())
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -14,7 +14,8 @@ from authz.cli.options import with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
 from authz.context import ConfigurationError, load_certificates
-from authz.logs import uvicorn_log_config
+from authz.keys.signing import SigningKeys
+from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
 from authz.settings import Settings
 from authz.storage.base import RecordStore
@@ -59,6 +60,11 @@ def run_server(settings: Settings, access_log: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot load the server certificate or key: {exc}") from exc
+    # The store too: one it cannot open (read-only file system, permission, disk full) would
+    # fail every worker's start-up with a traceback. This creates the first signing key, and
+    # logs so in the server's format.
+    configure_logging(settings.log_level, settings.log_format)
+    with_store(settings.data_dir, _load_signing_keys, create=True)
     if not settings.trust_anchors:
         click.secho("warning: no --trust-anchor: tls_client_auth clients cannot authenticate", fg="yellow",
                     err=True)
@@ -77,6 +83,10 @@ def run_server(settings: Settings, access_log: bool) -> None:
     )
 
 
+async def _load_signing_keys(store: RecordStore) -> None:
+    await SigningKeys(store).load()
+
+
 _PATH = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -89,7 +99,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
 @click.option("--host", help="Bind address (env AUTHZ_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (env AUTHZ_PORT, default 8443).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data-dir", type=click.Path(file_okay=False, readable=False, path_type=Path),
               help="Store directory (env AUTHZ_DATA_DIR).")
 @click.option("--issuer", help="Issuer URL (env AUTHZ_ISSUER, default https://HOST:PORT).")
 @click.option("--audience", help="aud of access tokens (env AUTHZ_AUDIENCE, default the issuer).")

@@ -3,8 +3,9 @@ revocation): read the form and resolve the client (async), so that authlib's syn
 finds everything ready, then send its ``JSONReply``.
 
 These endpoints are plain ASGI apps that ``authz.app`` calls before Starlette, so they turn
-their own unexpected errors into JSON 500s: the token endpoint is the server's hot path, and
-Starlette's ``Request``/``Response`` and middleware around it cost more than authlib's grant.
+their own errors into JSON answers (a failing store into 503, the unexpected into 500): the
+token endpoint is the server's hot path, and Starlette's ``Request``/``Response`` and
+middleware around it cost more than authlib's grant.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from authz.certificates.rejection import CertificateRejected
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.context import ServerContext
-from authz.endpoints.failure import ERROR_HEADERS, SERVER_ERROR, log_unhandled
+from authz.endpoints.failure import ERROR_HEADERS, SERVER_ERROR, log_unhandled, store_unavailable
 from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientDisconnected, ClientRequest, MalformedForm, peer_address, read_form
 from authz.oauth.server import oauth_error_response
+from authz.storage.base import StorageError
 
 __all__ = ["ClientEndpoint"]
 
@@ -48,6 +50,8 @@ class ClientEndpoint:
         except ClientDisconnected:
             log.info("client_disconnected", endpoint=self.name, peer=peer_address(scope))
             return
+        except StorageError as exc:
+            reply = store_unavailable(self.name, peer_address(scope), exc)
         except Exception as exc:  # nothing has been sent yet: the client gets a clean 500
             log_unhandled(self.path, exc)
             reply = JSONReply.of(500, SERVER_ERROR, ERROR_HEADERS.items())

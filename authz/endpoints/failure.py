@@ -1,6 +1,7 @@
 """What the server answers when no endpoint does, in one place: the refusals of the HTTP layer
-(no such path, wrong method) and unexpected errors. Each is JSON with the headers of every
-OAuth error answer (authlib sends them with its errors), and one log line for the operator."""
+(no such path, wrong method), a store that fails, and unexpected errors. Each is JSON with the
+headers of every OAuth error answer (authlib sends them with its errors), and one log line for
+the operator."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import structlog
 
 from authz.clipping import clipped
+from authz.oauth.reply import JSONReply
+from authz.storage.base import StorageError
 
-__all__ = ["ERROR_HEADERS", "SERVER_ERROR", "http_refusal", "log_unhandled"]
+__all__ = ["ERROR_HEADERS", "SERVER_ERROR", "http_refusal", "log_unhandled", "store_unavailable"]
 
 log = structlog.get_logger("authz.app")
 
@@ -23,9 +26,22 @@ SERVER_ERROR = {"error": "server_error", "error_description": "internal error; t
 
 _LOGGED_PATH_CHARS = 200
 
+STORE_UNAVAILABLE = {"error": "temporarily_unavailable",
+                     "error_description": "the server cannot use its store right now; retry later"}
+# Seconds: a store that failed (disk full, locked) needs its operator or another process first.
+_STORE_RETRY_AFTER = "5"
+
 
 def log_unhandled(path: str, exc: BaseException) -> None:
     log.error("unhandled_error", path=path, error=repr(exc), exc_info=exc)
+
+
+def store_unavailable(endpoint: str, peer: str | None, exc: StorageError, **context: Any) -> JSONReply:
+    """The answer to a request the store could not serve (a write on a full disk, a read of a
+    database locked too long): 503, not 500, since the request was right and will succeed
+    once the store works again, with no restart. The log line names the file and the cause."""
+    log.error("store_unavailable", endpoint=endpoint, peer=peer, error=str(exc), **context)
+    return JSONReply.of(503, STORE_UNAVAILABLE, [("Retry-After", _STORE_RETRY_AFTER), *ERROR_HEADERS.items()])
 
 
 def http_refusal(*, method: str, path: str, peer: str | None, status: int, detail: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 
 from authz.endpoints.client import ClientEndpoint
-from authz.endpoints.failure import ERROR_HEADERS
+from authz.endpoints.failure import store_unavailable
 from authz.oauth.reply import JSONReply
 from authz.oauth.request import ClientRequest
 from authz.storage.base import StorageError
@@ -45,10 +45,7 @@ class RevocationEndpoint(_TokenManagementEndpoint):
             try:
                 await self.context.revocations.revoke(token.jti, client_id=token.client_id,
                                                       expires_at=token.expires_at)
-            except StorageError as exc:
-                log.error("revocation_not_stored", jti=token.jti, client_id=token.client_id, error=str(exc))
-                refusal = {"error": "temporarily_unavailable",
-                           "error_description": "the revocation could not be stored; retry"}
-                return JSONReply.of(503, refusal, [("Retry-After", "1"), *ERROR_HEADERS.items()])
+            except StorageError as exc:  # the token stays valid: the client must retry
+                return store_unavailable(self.name, request.peer, exc, client_id=token.client_id, jti=token.jti)
             log.info("token_revoked", jti=token.jti, client_id=token.client_id)
         return reply

@@ -35,9 +35,11 @@ def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def authz_cli(*args: str, data_dir: Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``authz ARGS --data-dir DATA_DIR`` and return the completed process."""
-    result = subprocess.run([*AUTHZ, *args, "--data-dir", str(data_dir)], capture_output=True, text=True,
+def authz_cli(*args: str, data_dir: Path, check: bool = True, timeout: float = 60,
+              run_as: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run ``authz ARGS --data-dir DATA_DIR`` (through the command ``run_as``, e.g. setpriv as
+    another user) and return the completed process."""
+    result = subprocess.run([*run_as, *AUTHZ, *args, "--data-dir", str(data_dir)], capture_output=True, text=True,
                             timeout=timeout, cwd=REPO, env=_environment())
     if check and result.returncode != 0:
         raise AssertionError(f"authz {' '.join(args)} failed ({result.returncode}): {result.stderr}")

@@ -18,10 +18,12 @@ from joserfc.jwk import KeySet
 from authz.app import create_app
 from authz.certificates.rejection import RejectionReason
 from authz.context import ServerContext
-from authz.endpoints.failure import SERVER_ERROR
+from authz.endpoints import failure
+from authz.endpoints.failure import SERVER_ERROR, STORE_UNAVAILABLE
 from authz.keys.signing import SigningKeys
 from authz.oauth import client_auth
 from authz.settings import Settings
+from authz.storage.base import StorageError
 from authz.tokens.compact_signer import ES256CompactSigner
 from tests.support.pki import Issued, TestCA
 
@@ -117,7 +119,10 @@ class _Recorder:
         self.lines: list[dict[str, Any]] = []
 
     def warning(self, event: str, **fields: Any) -> None:
-        self.lines.append({"event": event, **fields})
+        self.lines.append({"event": event, "level": "warning", **fields})
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, "level": "error", **fields})
 
 
 async def test_an_unparsable_certificate_is_logged_with_its_sha256(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,3 +367,28 @@ async def test_other_mechanism_without_a_certificate_names_only_what_was_sent(se
     assert response.json() == {"error": "invalid_client", "error_description": (
         "the request uses client authentication this server does not accept (Authorization header); "
         "authenticate with a TLS client certificate instead")}
+
+
+async def test_a_store_failure_during_a_request_is_503_temporarily_unavailable(
+        setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The wire suite makes a real one (a revocation on a full disk); here a client lookup fails.
+    client, wrapper, cert, context = setup
+    wrapper.chain = pem(cert)
+
+    async def failing_find(kind: str, record_id: str) -> None:
+        raise StorageError("cannot read the store at /data/authz.sqlite3: disk I/O error")
+
+    monkeypatch.setattr(context.store, "find", failing_find)
+    context.clients.invalidate()
+    recorder = _Recorder()
+    monkeypatch.setattr(failure, "log", recorder)
+    for path, endpoint in {"/token": "token", "/introspect": "introspection", "/revoke": "revocation"}.items():
+        response = await client.post(path, data={"grant_type": "client_credentials", "client_id": "pki",
+                                                 "token": "t"})
+        assert recorder.lines.pop() == {"event": "store_unavailable", "level": "error", "endpoint": endpoint,
+                                        "peer": "127.0.0.1:123",
+                                        "error": "cannot read the store at /data/authz.sqlite3: disk I/O error"}
+        assert response.status_code == 503, (path, response.text)
+        assert response.json() == STORE_UNAVAILABLE
+        assert response.headers["retry-after"] == "5" and response.headers["cache-control"] == "no-store"
+        assert "/data" not in response.text

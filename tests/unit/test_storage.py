@@ -1,12 +1,17 @@
 import asyncio
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from authz.clients.directory import ClientDirectory, UnusableRegistration
+from authz.context import ServerContext
 from authz.keys.signing import SigningKeys
-from authz.storage.base import CorruptRecord
+from authz.settings import Settings
+from authz.storage.base import CorruptRecord, StorageError
 from authz.storage.sqlite import SQLiteRecordStore
 from authz.storage.watcher import ChangeWatcher
 from authz.tokens.revocation import RevocationList
@@ -154,3 +159,52 @@ async def test_corrupt_revocation_record_still_revokes(store: SQLiteRecordStore)
     await store.db.commit()
     assert await revocations.is_revoked("jti-1")
     assert not await revocations.is_revoked("jti-2")
+
+
+async def test_a_write_locked_out_past_the_busy_timeout_names_the_cause_and_the_next_one_succeeds(
+        tmp_path: Path) -> None:
+    store = SQLiteRecordStore(tmp_path, busy_timeout=0.2)
+    await store.open()
+    other_process = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+        other_process.execute("INSERT INTO records VALUES ('k', 'theirs', '{}', NULL)")
+        with pytest.raises(StorageError) as raised:
+            await store.upsert("k", "mine", {"v": 1})
+        assert str(raised.value) == (f"cannot write the store at {store.path}: locked by another process for "
+                                     "longer than the 0.2 s busy timeout (SQLite: database is locked)")
+        other_process.execute("COMMIT")
+        await store.upsert("k", "mine", {"v": 1})
+        assert [await store.find("k", key) for key in ("theirs", "mine")] == [{}, {"v": 1}]
+    finally:
+        other_process.close()
+        await store.close()
+
+
+def test_a_store_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    # Defence in depth behind closing the store on every path: aiosqlite's thread is a daemon.
+    script = ("import asyncio, sys\n"
+              "from authz.storage.sqlite import SQLiteRecordStore\n"
+              "store = SQLiteRecordStore(sys.argv[1])\n"  # referenced until the interpreter ends
+              "asyncio.run(store.open())\n")
+    repository = Path(__file__).resolve().parents[2]
+    try:
+        subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=repository, check=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not exit within 10 s of its last statement")
+
+
+async def test_a_failed_server_start_up_closes_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An open store would outlive the failed start-up, and its thread the worker process.
+    context = ServerContext.build(Settings(data_dir=tmp_path, log_level="error"))
+
+    async def failing_load() -> None:
+        raise StorageError("cannot write the store at /data/authz.sqlite3: disk full")
+
+    monkeypatch.setattr(context.keys, "load", failing_load)
+    with pytest.raises(StorageError, match="disk full"):
+        await context.start()
+    store = context.store
+    assert isinstance(store, SQLiteRecordStore)
+    with pytest.raises(StorageError, match="the store is not open"):
+        store.db
