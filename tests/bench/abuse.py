@@ -856,8 +856,11 @@ def run_attack(attack: Attack, loadgen: Path, material: Material, options: argpa
             for mode in modes:
                 under[mode] = measure(loadgen, server.port, pid, mode, material, options, own_cpu)
                 print(line(mode, under[mode], "under attack"), flush=True)
+            if not attack.bounded_count:  # right after the windows: idle's hold may outlast its connections
+                memory["under"] = memory_kb(pid)
             attack.finish()
-            memory["under"] = memory_kb(pid)
+            if attack.bounded_count:  # once the whole count was sent
+                memory["under"] = memory_kb(pid)
         finally:
             attack.stop()
         attacker_pct = 100.0 * (own_cpu() - attacker0) / (time.monotonic() - wall0)
@@ -907,8 +910,9 @@ def report(results: list[dict[str, Any]], modes: list[str], options: argparse.Na
                 f"{errors:>11}", f"{cpu:>13}", f"{100 * u.get('attack_coverage', 0):8.0f}",
             ]
             print(" ".join(cells))
-    print("\nServer memory (MB): VmRSS at start, before the attack (after the unattacked runs), at the end of "
-          "the attack, 1 s after it stopped; VmHWM = peak")
+    print("\nServer memory (MB): VmRSS at start, before the attack (after the unattacked runs), under attack (after "
+          "the measured windows; for sessions and certcache once the whole count was sent), 1 s after the attack "
+          "stopped (idle: after --idle-hold); growth = after - before; VmHWM = peak")
     header = f"{'attack':<10} {'start':>6} {'before':>7} {'under':>6} {'after':>6} {'growth':>7} {'VmHWM':>6}"
     print(header)
     print("-" * len(header))
