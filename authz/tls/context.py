@@ -8,6 +8,7 @@ from typing import Any
 
 from authz.tls import accept_any
 from authz.tls.self_test import TLSSelfTestError, run_self_test
+from authz.tls.ssl_ctx import OpenSSLAccessError
 
 __all__ = [
     "ServerTLSError",
@@ -35,7 +36,7 @@ def configure_for_mtls(context: ssl.SSLContext) -> ssl.SSLContext:
     try:
         accept_any.install(context)
         run_self_test(context)
-    except (accept_any.AcceptAnyCertificateError, TLSSelfTestError) as exc:
+    except (OpenSSLAccessError, accept_any.AcceptAnyCertificateError, TLSSelfTestError) as exc:
         raise ServerTLSError(
             f"refusing to start: cannot accept arbitrary client certificates at the TLS layer: {exc}. "
             "Run it on a supported CPython (3.11-3.13) with the OpenSSL it was built with."
