@@ -3,10 +3,13 @@ and what did the server ask for."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.debian import require_command
 
 __all__ = ["SClient", "s_client"]
 
@@ -35,9 +38,12 @@ class SClient:
         return match.group(1).strip() if match else None
 
 
+_openssl = functools.cache(lambda: require_command("openssl", "openssl"))
+
+
 def s_client(port: int, *args: str, ca_file: Path, timeout: float = 30) -> SClient:
     """Connect to 127.0.0.1:``port`` with ``args``, send nothing, and close."""
-    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(ca_file),
+    result = subprocess.run([_openssl(), "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(ca_file),
                              "-verify_return_error", *args], input="", capture_output=True, text=True,
                             timeout=timeout)
     return SClient(result.stdout + result.stderr)
