@@ -11,7 +11,7 @@ It runs the checks that concern the TLS configuration: protocols (-p), cipher ca
 (-s), forward secrecy (-f), server defaults (-S: certificate, session resumption) and
 vulnerabilities (-U). Left out: client simulation (-c) and HTTP headers (-h, not TLS).
 The scan took 27-35 s on a shared, loaded 2-core machine (about 12 s of CPU); splitting it
-into two parallel scans was no faster there, and --fast changes nothing in these checks.
+into two parallel scans was no faster there, nor was --fast.
 """
 
 from __future__ import annotations
