@@ -14,17 +14,17 @@ Skipping OpenSSL's chain building, whose verdict was never used, saves about 60-
 each full handshake on OpenSSL 3.0.
 
 The callback is installed through OpenSSL's ``SSL_CTX_set_cert_verify_callback`` reached
-with ctypes. The ``SSL_CTX*`` sits right after the object header of CPython's ``PySSLContext`` (stable in
-CPython 3.10-3.13). That is an implementation detail, so ``install`` checks it against
-``SSL_CTX_get_verify_mode`` and ``self_test`` proves the whole path with a real handshake;
-the server refuses to start when either fails.
+with ctypes (``authz.tls.ssl_ctx``). That is an implementation detail, so ``install`` checks
+that OpenSSL reports the verify mode Python set and ``self_test`` proves the whole path with
+a real handshake; the server refuses to start when either fails.
 """
 
 from __future__ import annotations
 
-import _ssl
 import ctypes
 import ssl
+
+from authz.tls.ssl_ctx import libssl, ssl_ctx_pointer
 
 __all__ = ["AcceptAnyCertificateError", "install"]
 
@@ -48,9 +48,7 @@ _ACCEPT_CALLBACK = _CERT_VERIFY_CALLBACK(_accept)
 
 
 def _libssl() -> ctypes.CDLL:
-    # The _ssl extension is linked against the libssl that Python uses; looking symbols up
-    # through its handle finds that exact library (not another libssl on the system).
-    lib = ctypes.CDLL(_ssl.__file__)
+    lib = libssl()
     lib.SSL_CTX_set_cert_verify_callback.argtypes = [ctypes.c_void_p, _CERT_VERIFY_CALLBACK, ctypes.c_void_p]
     lib.SSL_CTX_set_cert_verify_callback.restype = None
     lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
@@ -59,13 +57,6 @@ def _libssl() -> ctypes.CDLL:
 
 
 _SSL_VERIFY_PEER = 0x01
-
-
-def _ssl_ctx_pointer(context: ssl.SSLContext) -> int:
-    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not pointer:
-        raise AcceptAnyCertificateError("could not locate the OpenSSL SSL_CTX of the SSLContext")
-    return pointer
 
 
 def install(context: ssl.SSLContext) -> None:
@@ -79,9 +70,9 @@ def install(context: ssl.SSLContext) -> None:
         lib = _libssl()
     except (OSError, AttributeError) as exc:
         raise AcceptAnyCertificateError(f"OpenSSL symbols not reachable through ctypes: {exc}") from exc
-    pointer = _ssl_ctx_pointer(context)
-    # Cross-check the pointer before writing through it: OpenSSL must report the verify
-    # mode that Python just set (SSL_VERIFY_PEER without FAIL_IF_NO_PEER_CERT).
+    pointer = ssl_ctx_pointer(context)
+    # OpenSSL must report the verify mode that Python just set (SSL_VERIFY_PEER without
+    # FAIL_IF_NO_PEER_CERT): the callback only replaces the verification of that mode.
     if lib.SSL_CTX_get_verify_mode(pointer) != _SSL_VERIFY_PEER:
         raise AcceptAnyCertificateError(
             "the SSLContext layout is not the one expected (SSL_CTX_get_verify_mode disagrees "

@@ -6,8 +6,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from authz.tls import accept_any
+from authz.tls import accept_any, tls_profile
 from authz.tls.self_test import TLSSelfTestError, run_self_test
+from authz.tls.ssl_ctx import OpenSSLAccessError
 
 __all__ = [
     "ServerTLSError",
@@ -23,21 +24,19 @@ class ServerTLSError(RuntimeError):
 
 
 def configure_for_mtls(context: ssl.SSLContext) -> ssl.SSLContext:
-    """Turn a server context (certificate already loaded) into one that collects client
-    certificates, then prove it with a handshake."""
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # No session resumption: a resumed session only remembers the leaf, so a client's
-    # intermediates would be lost for tls_client_auth validation.
-    context.options |= ssl.OP_NO_TICKET
-    context.num_tickets = 0
+    """Turn a server context (certificate already loaded) into one that serves the TLS
+    profile (``authz.tls.tls_profile``) and collects client certificates, then prove both
+    with handshakes."""
     # No trust store on purpose: OpenSSL must not advertise CA names (Go and Java clients
     # then withhold self-signed certificates) and its verdict is never used.
     try:
+        tls_profile.apply(context)
         accept_any.install(context)
         run_self_test(context)
-    except (accept_any.AcceptAnyCertificateError, TLSSelfTestError) as exc:
+    except (OpenSSLAccessError, tls_profile.TLSProfileError, accept_any.AcceptAnyCertificateError,
+            TLSSelfTestError) as exc:
         raise ServerTLSError(
-            f"refusing to start: cannot accept arbitrary client certificates at the TLS layer: {exc}. "
+            f"refusing to start: the TLS layer cannot be set up as this server needs it: {exc}. "
             "Run it on a supported CPython (3.11-3.13) with the OpenSSL it was built with."
         ) from exc
     return context

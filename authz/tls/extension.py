@@ -23,8 +23,8 @@ _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3
 def peer_certificate_chain(ssl_object: ssl.SSLObject) -> list[bytes]:
     """The DER certificates the client sent, leaf first; empty when it sent none.
 
-    On a resumed TLS session OpenSSL only remembers the leaf, which is why the server
-    disables session tickets (see ``authz.tls.context``).
+    On a resumed TLS session OpenSSL only remembers the leaf, one reason why the server
+    resumes no session (see ``authz.tls.tls_profile``).
     """
     leaf = ssl_object.getpeercert(binary_form=True)
     if not leaf:

@@ -128,8 +128,11 @@ class TestCA:
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
         ca: bool = False,
+        crl_uri: str | None = None,
     ) -> Issued:
-        """Issue a client certificate. ``eku`` defaults to [clientAuth]; pass [] for none."""
+        """Issue a client certificate. ``eku`` defaults to [clientAuth]; pass [] for none.
+        ``crl_uri`` adds a CRL distribution point (the certificate of a server a TLS scanner
+        checks: a real one names where its revocation is published)."""
         key = ec.generate_private_key(ec.SECP256R1())
         san: list[x509.GeneralName] = [x509.DNSName(d) for d in san_dns or []]
         san += [x509.UniformResourceIdentifier(u) for u in san_uri or []]
@@ -141,6 +144,9 @@ class TestCA:
         builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH] if eku is None else eku, san=san, ca=ca)
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+        if crl_uri is not None:
+            point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
+            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
         return Issued(builder.sign(self.key, hashes.SHA256()), key, self.chain)
 
 
