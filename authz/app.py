@@ -22,6 +22,7 @@ from authz.endpoints.token import TokenEndpoint
 from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEndpoint
 from authz.logs import configure_logging
 from authz.oauth.request import peer_address
+from authz.proxy.mode import ForwardedCertificate
 from authz.settings import Settings
 
 __all__ = ["AuthorizationServerApp", "create_app"]
@@ -65,7 +66,11 @@ class AuthorizationServerApp:
         await self.starlette(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, context: ServerContext | None = None) -> AuthorizationServerApp:
+def create_app(
+    settings: Settings | None = None, context: ServerContext | None = None
+) -> AuthorizationServerApp | ForwardedCertificate:
+    """The server; in proxy mode, behind ``ForwardedCertificate`` (certificates from a trusted
+    proxy's header)."""
     settings = settings or (context.settings if context else Settings())
     configure_logging(settings.log_level, settings.log_format)
     ctx = context or ServerContext.build(settings)
@@ -98,4 +103,6 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     # would invite clients to resend their request (RFC 6749 §3.2 endpoints do not redirect).
     starlette.router.redirect_slashes = False
     starlette.state.context = ctx
-    return AuthorizationServerApp(starlette, endpoints)
+    app = AuthorizationServerApp(starlette, endpoints)
+    proxy_mode = settings.proxy_mode()
+    return app if proxy_mode is None else ForwardedCertificate(app, proxy_mode)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
 __all__ = ["Settings"]
@@ -56,10 +57,29 @@ class Settings(BaseSettings):
         description="connections a worker holds (handshaking or open) before it stops accepting",
     )
     store_poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between cross-process cache checks")
+    proxy_cert_header: Literal["rfc9440", "nginx", "haproxy", "apache", "envoy", "traefik", "aws-alb"] | None = Field(
+        None, description="take the client certificate from this proxy's header (proxy mode)"
+    )
+    proxy_cert_header_name: str | None = Field(None, description="the header's name, where the proxy lets you choose")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="addresses/CIDRs of proxies whose certificate header is honoured"
+    )
+    trusted_proxy_certs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="client certificates (PEM) of proxies that authenticate with their own"
+    )
+    trusted_proxy_cas: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="CAs (PEM) that issue the client certificates of trusted proxies"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    _split_anchors = field_validator("trust_anchors", "intermediates", mode="before")(_path_list)
+    _split_anchors = field_validator("trust_anchors", "intermediates", "trusted_proxy_certs", "trusted_proxy_cas",
+                                     mode="before")(_path_list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
 
     @field_validator("issuer", "mtls_alias_base")
     @classmethod
@@ -77,6 +97,21 @@ class Settings(BaseSettings):
         if self.tls_key is not None and self.tls_cert is None:
             raise ValueError("--tls-cert (AUTHZ_TLS_CERT) is required with --tls-key (AUTHZ_TLS_KEY)")
         return self
+
+    @model_validator(mode="after")
+    def _proxy_mode(self) -> Settings:
+        proxy_options = self.proxy_cert_header_name or self.trusted_proxies or self.trusted_proxy_certs
+        if self.proxy_cert_header is None and (proxy_options or self.trusted_proxy_cas):
+            raise ValueError("--proxy-cert-header (AUTHZ_PROXY_CERT_HEADER) is required with the other proxy options")
+        return self
+
+    def proxy_mode(self) -> ProxyMode | None:
+        """Proxy mode as configured (None: direct TLS); ``ValueError`` naming the option."""
+        if self.proxy_cert_header is None:
+            return None
+        return build_proxy_mode(self.proxy_cert_header, header=self.proxy_cert_header_name,
+                                trusted_proxies=self.trusted_proxies, trusted_proxy_certs=self.trusted_proxy_certs,
+                                trusted_proxy_cas=self.trusted_proxy_cas)
 
     @property
     def issuer_url(self) -> str:

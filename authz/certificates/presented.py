@@ -129,13 +129,19 @@ def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | No
     """The client certificate of the request, or None when none was presented.
 
     Raises ``CertificateRejected`` when a certificate arrived but cannot be used: not X.509
-    (``UNPARSABLE``), over the limits (``CHAIN_TOO_LARGE``, ``UNSUPPORTED_KEY``).
+    (``UNPARSABLE``), over the limits (``CHAIN_TOO_LARGE``, ``UNSUPPORTED_KEY``), or a
+    proxy's certificate header that does not decode (``PROXY_HEADER_UNUSABLE``).
     """
     tls: dict[str, Any] | None = (scope.get("extensions") or {}).get("tls")
     if not tls:
         return None
     memo = tls.get(_MEMO_KEY)
     if memo is None:
+        forwarding_error = tls.get("client_cert_error")
+        if forwarding_error:
+            # Set by proxy mode (authz.proxy.mode): the proxy's header did not decode.
+            raise CertificateRejected(RejectionReason.PROXY_HEADER_UNUSABLE, str(forwarding_error),
+                                      public_detail=str(forwarding_error))
         chain: Sequence[str] | None = tls.get("client_cert_chain")
         if not chain:
             return None

@@ -33,6 +33,7 @@ class RejectionReason(enum.Enum):
     SAN_IP_MISMATCH = "the certificate has no iPAddress SAN matching the one registered for this client"
     SAN_EMAIL_MISMATCH = "the certificate has no rfc822Name SAN matching the one registered for this client"
     NOT_REGISTERED = "the client certificate is not one registered for this client"
+    PROXY_HEADER_UNUSABLE = "the client certificate header set by the proxy could not be decoded"
 
     @property
     def public_description(self) -> str:
@@ -42,10 +43,20 @@ class RejectionReason(enum.Enum):
 class CertificateRejected(Exception):
     """The certificate does not authenticate the client."""
 
-    def __init__(self, reason: RejectionReason, detail: str = "", *, cert_sha256: str | None = None) -> None:
+    def __init__(self, reason: RejectionReason, detail: str = "", *, cert_sha256: str | None = None,
+                 public_detail: str | None = None) -> None:
         super().__init__(reason.public_description)
         self.reason = reason
         self.detail = detail
+        # Safe to show the client (words of ours, never its input), e.g. which header failed.
+        self.public_detail = public_detail
         # Set when the certificate's bytes are known but not usable (UNPARSABLE): the operator
         # can still tell which certificate it was.
         self.cert_sha256 = cert_sha256
+
+    @property
+    def public_description(self) -> str:
+        """The ``error_description``: the reason's fixed wording, and the public detail."""
+        if self.public_detail:
+            return f"{self.reason.public_description} ({self.public_detail})"
+        return self.reason.public_description

@@ -17,9 +17,10 @@ from authz.context import ConfigurationError, load_certificates
 from authz.keys.signing import SigningKeys
 from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
+from authz.proxy.formats import FORMATS
 from authz.settings import Settings
 from authz.storage.base import RecordStore
-from authz.tls.context import ServerTLSError, uvicorn_mtls_options
+from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
 __all__ = ["dev", "serve"]
 
@@ -43,19 +44,28 @@ def _problem(error: Any) -> str:
 
 
 # Settings whose command-line option is repeated once per value, under a singular name.
-_REPEATABLE_OPTIONS = {"trust_anchors": "--trust-anchor", "intermediates": "--intermediate"}
+_REPEATABLE_OPTIONS = {"trust_anchors": "--trust-anchor", "intermediates": "--intermediate",
+                       "trusted_proxies": "--trusted-proxy", "trusted_proxy_certs": "--trusted-proxy-cert",
+                       "trusted_proxy_cas": "--trusted-proxy-ca"}
 
 
 def run_server(settings: Settings, access_log: bool) -> None:
     """Check everything that can be checked before binding, then run uvicorn."""
-    if settings.tls_cert is None or settings.tls_key is None:
-        raise click.ClickException("--tls-cert and --tls-key are required (or AUTHZ_TLS_CERT and AUTHZ_TLS_KEY)")
+    try:
+        proxy_mode = settings.proxy_mode()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.tls_cert is None and proxy_mode is None:
+        raise click.ClickException("--tls-cert and --tls-key are required (or AUTHZ_TLS_CERT and AUTHZ_TLS_KEY), "
+                                   "unless a proxy terminates TLS (--proxy-cert-header)")
     try:
         load_certificates(settings.trust_anchors, "trust_anchors")
         load_certificates(settings.intermediates, "intermediates")
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
-        # collected as RFC 8705 needs (see authz.tls.accept_any).
-        tls_options = uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key))
+        # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
+        # plain HTTP from the trusted proxies.
+        tls_options = (uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key))
+                       if settings.tls_cert is not None and settings.tls_key is not None else uvicorn_plain_options())
     except (ConfigurationError, ServerTLSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -65,6 +75,9 @@ def run_server(settings: Settings, access_log: bool) -> None:
     # logs so in the server's format.
     configure_logging(settings.log_level, settings.log_format)
     with_store(settings.data_dir, _load_signing_keys, create=True)
+    if proxy_mode is not None and settings.issuer is None:
+        click.secho("warning: behind a proxy, set --issuer to the public URL clients use: it is the tokens' iss "
+                    "and the base of every endpoint in the metadata", fg="yellow", err=True)
     if not settings.trust_anchors:
         click.secho("warning: no --trust-anchor: tls_client_auth clients cannot authenticate", fg="yellow",
                     err=True)
@@ -112,6 +125,17 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--max-connections", type=int,
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
+@click.option("--proxy-cert-header", type=click.Choice(list(FORMATS)),
+              help="Behind a TLS-terminating proxy: read the client certificate from the header this proxy "
+                   "writes (env AUTHZ_PROXY_CERT_HEADER). Without --tls-cert, serve plain HTTP to the proxy.")
+@click.option("--proxy-cert-header-name",
+              help="The header's name, for nginx, haproxy and apache (default X-SSL-Client-Cert).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="Address or CIDR of a proxy whose header is honoured, repeatable (env AUTHZ_TRUSTED_PROXIES).")
+@click.option("--trusted-proxy-cert", "trusted_proxy_certs", multiple=True, type=_PATH,
+              help="A proxy's own client certificate (PEM): its TLS connections may carry the header.")
+@click.option("--trusted-proxy-ca", "trusted_proxy_cas", multiple=True, type=_PATH,
+              help="A CA (PEM) issuing proxies' client certificates: their TLS connections may carry the header.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

@@ -112,7 +112,7 @@ class ClientAuthenticator:
         except CertificateRejected as rejected:
             raise self._refuse(
                 request,
-                rejected.reason.public_description,
+                rejected.public_description,
                 client_id=client.client_id,
                 method=client.auth_method,
                 reason=rejected.reason.name.lower(),

@@ -15,6 +15,7 @@ __all__ = [
     "build_server_context",
     "configure_for_mtls",
     "uvicorn_mtls_options",
+    "uvicorn_plain_options",
     "uvicorn_ssl_context_factory",
 ]
 
@@ -53,6 +54,21 @@ def uvicorn_ssl_context_factory(config: Any, default_factory: Callable[[], ssl.S
     return configure_for_mtls(default_factory())
 
 
+def uvicorn_plain_options() -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` serving plain HTTP to a trusted proxy (proxy
+    mode without TLS): the same HTTP layer and loop as over TLS."""
+    return {
+        "http": "authz.tls.protocol:MutualTLSHttpToolsProtocol",
+        # uvloop, with TLS servers that bound connections and handshake time (authz.tls.listener).
+        "loop": "authz.tls.listener:new_event_loop",
+        # The TCP peer is the client: uvicorn would otherwise take X-Forwarded-For from
+        # loopback peers as the client address, and log lines would name a forged peer. Proxy
+        # mode reads the forwarding headers itself, from trusted proxies only (authz.proxy).
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
 def uvicorn_mtls_options(certfile: str, keyfile: str) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` that serve mutual TLS the way this project needs.
 
@@ -66,11 +82,5 @@ def uvicorn_mtls_options(certfile: str, keyfile: str) -> dict[str, Any]:
         "ssl_certfile": certfile,
         "ssl_keyfile": keyfile,
         "ssl_context_factory": uvicorn_ssl_context_factory,
-        "http": "authz.tls.protocol:MutualTLSHttpToolsProtocol",
-        # uvloop, with TLS servers that bound connections and handshake time (authz.tls.listener).
-        "loop": "authz.tls.listener:new_event_loop",
-        # The TCP peer is the client: uvicorn would otherwise take X-Forwarded-For from
-        # loopback peers as the client address, and log lines would name a forged peer.
-        "proxy_headers": False,
-        "server_header": False,
+        **uvicorn_plain_options(),
     }

@@ -7,8 +7,15 @@ certificate of the request's TLS connection.
     app = BearerTokenMiddleware(app, validator, realm="api")
 
 and ``@require_scopes("accounts:read")`` on routes. See ``authz_resource.sample`` for a whole API.
+
+Behind a TLS-terminating proxy, wrap the application so that the certificate comes from the
+proxy's header, from trusted proxies only:
+
+    from authz_resource import ForwardedCertificate, build_proxy_mode
+    app = ForwardedCertificate(app, build_proxy_mode("nginx", trusted_proxies=["10.0.0.0/8"]))
 """
 
+from authz.proxy.mode import ForwardedCertificate, ProxyMode, build_proxy_mode
 from authz_resource.access_jwt import ASYMMETRIC_ALGORITHMS, JWTAccessTokenValidator
 from authz_resource.authorization_server import AuthorizationServer
 from authz_resource.errors import (
@@ -31,16 +38,19 @@ __all__ = [
     "AccessToken",
     "AuthorizationServer",
     "BearerTokenMiddleware",
+    "ForwardedCertificate",
     "InsufficientScope",
     "IntrospectionValidator",
     "InvalidRequest",
     "InvalidToken",
     "JWTAccessTokenValidator",
     "NoToken",
+    "ProxyMode",
     "Refusal",
     "RequireScopes",
     "TokenValidator",
     "VerificationUnavailable",
+    "build_proxy_mode",
     "require_scopes",
     "uvicorn_tls_options",
 ]

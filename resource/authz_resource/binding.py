@@ -24,7 +24,7 @@ def connection_certificate(scope: Scope) -> PresentedCertificate | None:
     try:
         return presented_certificate(scope)
     except CertificateRejected as exc:
-        raise InvalidToken(UNPARSABLE_CERTIFICATE, exc.reason.public_description, detail=exc.detail) from exc
+        raise InvalidToken(UNPARSABLE_CERTIFICATE, exc.public_description, detail=exc.detail) from exc
 
 
 def check_binding(token: AccessToken, certificate: PresentedCertificate | None, *, allow_unbound: bool) -> None:

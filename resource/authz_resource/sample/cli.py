@@ -11,14 +11,17 @@ from typing import Any
 
 import click
 
+from authz.proxy.formats import FORMATS
+
 __all__ = ["sample_api"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command("sample-api")
-@click.option("--tls-cert", type=_FILE, required=True, help="Server certificate of the API, PEM.")
-@click.option("--tls-key", type=_FILE, required=True, help="Its private key, PEM.")
+@click.option("--tls-cert", type=_FILE, help="Server certificate of the API, PEM (required unless a proxy "
+              "terminates TLS: --proxy-cert-header).")
+@click.option("--tls-key", type=_FILE, help="Its private key, PEM.")
 @click.option("--issuer", required=True, help="Issuer URL of the authorization server, e.g. https://127.0.0.1:8443.")
 @click.option("--ca-file", type=_FILE, help="CA certificate(s) that issued the authorization server's TLS "
               "certificate (default: the system store).")
@@ -43,6 +46,16 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Seconds a client may take to complete its TLS handshake.")
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Connections held (handshaking or open) before the API stops accepting new ones.")
+@click.option("--proxy-cert-header", type=click.Choice(list(FORMATS)),
+              help="Behind a TLS-terminating proxy: read the client certificate from the header this proxy "
+                   "writes. Without --tls-cert, serve plain HTTP to the proxy.")
+@click.option("--proxy-cert-header-name", help="The header's name, for nginx, haproxy and apache.")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="Address or CIDR of a proxy whose header is honoured, repeatable.")
+@click.option("--trusted-proxy-cert", "trusted_proxy_certs", multiple=True, type=_FILE,
+              help="A proxy's own client certificate (PEM): its TLS connections may carry the header.")
+@click.option("--trusted-proxy-ca", "trusted_proxy_cas", multiple=True, type=_FILE,
+              help="A CA (PEM) issuing proxies' client certificates.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "console"]))
@@ -59,7 +72,8 @@ def sample_api(**options: Any) -> None:
     import uvicorn
 
     from authz.logs import configure_logging, uvicorn_log_config
-    from authz.tls.context import ServerTLSError
+    from authz.proxy.mode import ForwardedCertificate, build_proxy_mode
+    from authz.tls.context import ServerTLSError, uvicorn_plain_options
     from authz.tls.listener import ConnectionLimits
     from authz_resource.sample.app import create_app
     from authz_resource.serving import uvicorn_tls_options
@@ -67,10 +81,20 @@ def sample_api(**options: Any) -> None:
     configure_logging(options["log_level"], options["log_format"])
     try:
         validator = _validator(options)
+        proxy_mode = None if options["proxy_cert_header"] is None else build_proxy_mode(
+            options["proxy_cert_header"], header=options["proxy_cert_header_name"],
+            trusted_proxies=options["trusted_proxies"], trusted_proxy_certs=options["trusted_proxy_certs"],
+            trusted_proxy_cas=options["trusted_proxy_cas"])
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if (options["tls_cert"] is None) != (options["tls_key"] is None):
+        raise click.ClickException("--tls-cert and --tls-key go together")
+    if options["tls_cert"] is None and proxy_mode is None:
+        raise click.ClickException("--tls-cert and --tls-key are required, unless a proxy terminates TLS "
+                                   "(--proxy-cert-header)")
     try:
-        tls = uvicorn_tls_options(options["tls_cert"], options["tls_key"])
+        tls = (uvicorn_tls_options(options["tls_cert"], options["tls_key"]) if options["tls_cert"] is not None
+               else uvicorn_plain_options())
     except ServerTLSError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -79,6 +103,8 @@ def sample_api(**options: Any) -> None:
     # Read by the serving loop (authz.tls.listener), which uvicorn builds before the app.
     os.environ.update(ConnectionLimits(options["tls_handshake_timeout"], options["max_connections"]).environment())
     app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
+    if proxy_mode is not None:
+        app = ForwardedCertificate(app, proxy_mode)
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
                 access_log=False, lifespan="on", log_config=uvicorn_log_config(options["log_format"]), **tls)
 
