@@ -18,13 +18,27 @@ from starlette.datastructures import Headers
 
 from authz.oauth.request import MAX_FORM_BYTES, ClientDisconnected, MalformedForm, parse_form, read_form
 from tests.fuzz.profiles import budget
-from tests.fuzz.strategies import large, long_digit_runs, text_of
+from tests.fuzz.strategies import chance, large, long_digit_runs, text_of
 
 # Bytes that matter to the parser, drawn often: separators, escapes, invalid UTF-8.
 _FORM_PIECES = st.sampled_from([b"&", b"=", b"+", b"%", b"%2", b"%25", b"%26", b"%3D", b"%C3%A9", b"%ff", b"%c3",
                                 b"%ED%A0%80", b"\xff", b"\xc3", b"\xc3\xa9", b"a", b"client_id", b"grant_type",
                                 b" ", b";", b"\x00"])
-bodies = st.binary(max_size=200) | st.lists(_FORM_PIECES | st.binary(max_size=3), max_size=40).map(b"".join)
+_FIELD_NAMES = st.sampled_from([b"a", b"b", b"client_id", b"grant_type", b"", b"%61", b"a+b", b"a%20b"])
+_FIELD_VALUES = st.lists(st.sampled_from([b"x", b"1", b"+", b"%20", b"%3D", b"%26", b"%C3%A9", b"=", b"%", b"%zz"])
+                         | _FORM_PIECES, max_size=4).map(b"".join)
+
+
+@st.composite
+def _fields(draw: st.DrawFn) -> bytes:
+    """name[=value] fields joined by "&": names from a small pool, so some repeat."""
+    fields = [draw(_FIELD_NAMES) + (b"=" + draw(_FIELD_VALUES) if draw(chance(4, 5)) else b"")
+              for _ in range(draw(st.integers(0, 6)))]
+    return draw(st.sampled_from([b"&", b"&", b"&", b"&&"])).join(fields)
+
+
+bodies = _fields() | _fields() | st.lists(_FORM_PIECES | st.binary(max_size=3), max_size=40).map(b"".join) \
+    | st.binary(max_size=200)
 
 
 def _parse(body: bytes) -> dict[str, str] | None:
