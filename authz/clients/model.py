@@ -89,7 +89,8 @@ def _registered_certificates(jwks: Any) -> frozenset[bytes]:
                 key = JWKRegistry.import_key(dict(jwk))
                 # Inside the try: a JWK whose key_ops or use exclude verifying raises here.
                 raw = key.get_op_key("verify")
-            except (JoseError, ValueError, TypeError) as exc:
+            # KeyError: joserfc's for a curve it does not know ("crv": "enc").
+            except (JoseError, ValueError, TypeError, KeyError) as exc:
                 raise InvalidClientMetadata(f"{where} is not a valid JWK: {exc}") from exc
             # A symmetric ("oct") key is bytes: no public key, so not the certificate's.
             if isinstance(raw, bytes) or _spki(raw) != _spki(cert.public_key()):

@@ -61,6 +61,7 @@ def test_jwk_key_must_be_the_x5c_certificate_key() -> None:
 @pytest.mark.parametrize(("members", "fragment"), [
     ({"kty": "oct", "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}, "not the key of its x5c"),
     ({"key_ops": ["encrypt"]}, "not a valid JWK"),
+    ({"crv": "enc"}, "not a valid JWK"),  # KeyError in joserfc; found by the long fuzz profile
 ])
 def test_a_jwk_that_cannot_verify_is_refused(members: dict[str, object], fragment: str) -> None:
     certificate = self_signed("CN=a").cert
