@@ -22,7 +22,7 @@ from authz_resource.sample.app import create_app
 from tests.fuzz.asgi import QUERIES, Answer, check_error_answer, exchange, require_seen
 from tests.fuzz.profiles import budget
 from tests.fuzz.strategies import chance, json_values
-from tests.fuzz.test_bearer import jwt_like
+from tests.fuzz.test_bearer import _FAKE, jwt_like
 from tests.resource.fake_as import FakeAuthorizationServer
 from tests.resource.inprocess import chain_of, introspection_validator, jwt_validator, thumbprint
 from tests.support.pki import TestCA
@@ -143,7 +143,7 @@ def _request(tokens: dict[str, str], method: str, path: str, kind: str, body: by
 
 
 def test_no_request_makes_the_sample_api_answer_500() -> None:
-    fake = FakeAuthorizationServer()
+    fake = _FAKE  # the authorization server whose key signs jwt_like()'s tokens
     tokens = _tokens(fake)
     with asyncio.Runner() as runner:
         validator = jwt_validator(fake, opaque=introspection_validator(fake))
