@@ -12,8 +12,10 @@ that a quadratic path on the largest input a client may send would miss.
 Two hypothesis profiles (``tests/fuzz/profiles.py``), chosen by ``HYPOTHESIS_PROFILE``:
 
 - ``ci`` (the default, what ``./scripts/test.sh`` runs): a fixed budget of examples per
-  property, derandomized, so every run tries the same inputs (a CI failure reproduces with the
-  same command) and the whole package takes about half a minute.
+  property, derandomized: the same command on the same code tries the same inputs, so a CI
+  failure reproduces with the same command (hypothesis also draws on the literals of the
+  loaded modules: one file run alone may try other inputs; a failure prints its example and a
+  ``@reproduce_failure`` blob). The whole package takes about 25 s.
 - ``long``: random, many times more examples per property, failures saved to ``.hypothesis/``
   (git-ignored) and replayed first on the next run. By hand, for minutes::
 

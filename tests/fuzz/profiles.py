@@ -16,8 +16,9 @@ _SLOW_GENERATION = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthChec
 
 settings.register_profile(
     "ci",
-    # The same examples on every run: a red CI run is reproduced by running it again, and
-    # a green one cannot turn red because chance picked a new input.
+    # The same examples on every run of the same command on the same code: a red CI run is
+    # reproduced by running it again, and a green one cannot turn red because chance picked a
+    # new input.
     derandomize=True,
     deadline=timedelta(milliseconds=500),
     suppress_health_check=_SLOW_GENERATION,

@@ -129,9 +129,13 @@ def _check(request: dict[str, Any], answer: Answer) -> str:
         return f"{answer.status} {document.get('error', '(no token)')}"
     document = answer.json()
     if request["path"] != "/health":
-        # Served: only with a valid token bound to the certificate on the connection.
-        assert request["token"] in ("valid", "valid-read", "opaque-valid", "opaque-read"), request["token"]
-        assert request["chain"] == "alice", request["chain"]
+        # Served: only with a valid token bound to the certificate on the connection, and a
+        # write only with a token that grants it.
+        bound_to = {"valid": "alice", "valid-read": "alice", "opaque-valid": "alice", "opaque-read": "alice",
+                    "mallory": "mallory"}
+        assert bound_to.get(request["token"]) == request["chain"], (request["token"], request["chain"])
+        if request["method"] == "POST":
+            assert request["token"] in ("valid", "opaque-valid", "mallory"), request["token"]
     return f"{answer.status} {request['method']} {document.get('status') or request['path']}"
 
 
