@@ -70,10 +70,12 @@ _MAP_TABLE = {c: None for c in _MAPPED_TO_NOTHING}
 
 
 def prepare(value: str) -> str:
-    """RFC 4518 string preparation for caseIgnoreMatch (map, case fold, NFKC, spaces)."""
+    """RFC 4518 string preparation for caseIgnoreMatch (map, NFKC, case fold, NFKC, spaces)."""
     mapped = value.translate(_MAP_TABLE)
     mapped = "".join(" " if (ch.isspace() or unicodedata.category(ch) == "Zs") else ch for ch in mapped)
-    folded = unicodedata.normalize("NFKC", mapped.casefold())
+    # NFKC before case folding as well as after: a compatibility character may decompose to
+    # one that folds (U+210C, black-letter H, is "H"), so folding first would leave it unequal to "h".
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", mapped).casefold())
     # Insignificant space handling: leading/trailing spaces removed, inner runs collapsed.
     return " ".join(folded.split())
 
@@ -106,6 +108,7 @@ class DistinguishedName:
 
 _SPECIAL = set('"+,;<>\\#= ')
 _HEX = set("0123456789abcdefABCDEF")
+_DIGITS = set("0123456789")  # not str.isdigit(): that is true of "²" and "٣" too
 _STRING_TAGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}
 
 
@@ -139,6 +142,11 @@ class _Parser:
     def parse(self) -> list[RDN]:
         if not self.text.strip():
             raise InvalidDistinguishedName("the distinguished name is empty")
+        try:
+            self.text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, as JSON's "\ud800" decodes to
+            self.pos = exc.start
+            raise self.error("not a Unicode string (lone surrogate)") from None
         rdns: list[RDN] = []
         while True:
             rdns.append(self.rdn())
@@ -177,10 +185,14 @@ class _Parser:
         if not name:
             raise self.error("missing attribute type")
         dotted = name[4:] if name.upper().startswith("OID.") else name
-        if dotted[0].isdigit():
+        if dotted[:1] in _DIGITS:
             parts = dotted.split(".")
-            if len(parts) < 2 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+            if len(parts) < 2 or not all(p and set(p) <= _DIGITS and (p == "0" or p[0] != "0") for p in parts):
                 raise self.error(f"{name!r} is not a numeric OID")
+            try:
+                ObjectIdentifier(dotted)  # first arc 0-2, second below 40 under 0 and 1, arcs in range
+            except ValueError:
+                raise self.error(f"{name!r} is not a valid OID") from None
             return dotted
         oid = _ATTRIBUTE_TYPES.get(name.upper())
         if oid is None:

@@ -147,7 +147,10 @@ def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
         except InvalidDistinguishedName as exc:
             raise InvalidSubject(f"tls_client_auth_subject_dn: {exc}") from exc
     if parameter == "tls_client_auth_san_dns":
-        name = _dns_form(value)
+        try:
+            name = _dns_form(value)
+        except InvalidSubject as exc:
+            raise InvalidSubject(f"tls_client_auth_san_dns: {exc}") from exc
         if not _is_dns_name(name):
             raise InvalidSubject(f"tls_client_auth_san_dns: {value!r} is not a DNS name (letters, digits and "
                                  "hyphens in dot-separated labels of at most 63 characters)")
@@ -162,5 +165,8 @@ def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
         except ValueError as exc:
             raise InvalidSubject(f"tls_client_auth_san_ip: {exc}") from exc
     if parameter == "tls_client_auth_san_email":
-        return SanEmail(_email_form(value))
+        try:
+            return SanEmail(_email_form(value))
+        except InvalidSubject as exc:
+            raise InvalidSubject(f"tls_client_auth_san_email: {exc}") from exc
     raise InvalidSubject(f"unknown subject parameter {parameter!r}; use one of {', '.join(SUBJECT_PARAMETERS)}")

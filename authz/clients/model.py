@@ -87,10 +87,13 @@ def _registered_certificates(jwks: Any) -> frozenset[bytes]:
         if "kty" in jwk:
             try:
                 key = JWKRegistry.import_key(dict(jwk))
-            except (JoseError, ValueError, TypeError) as exc:
+                # Inside the try: a JWK whose key_ops or use exclude verifying raises here.
+                raw = key.get_op_key("verify")
+            # KeyError: joserfc's for a curve it does not know ("crv": "enc").
+            except (JoseError, ValueError, TypeError, KeyError) as exc:
                 raise InvalidClientMetadata(f"{where} is not a valid JWK: {exc}") from exc
-            raw = key.get_op_key("verify")
-            if _spki(raw) != _spki(cert.public_key()):
+            # A symmetric ("oct") key is bytes: no public key, so not the certificate's.
+            if isinstance(raw, bytes) or _spki(raw) != _spki(cert.public_key()):
                 raise InvalidClientMetadata(f"{where}: the JWK's key is not the key of its x5c[0] certificate")
         ders.add(der)
     return frozenset(ders)

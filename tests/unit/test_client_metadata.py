@@ -55,6 +55,22 @@ def test_jwk_key_must_be_the_x5c_certificate_key() -> None:
                                         "jwks": {"keys": [jwk]}})
 
 
+# Found by tests/fuzz/test_client_metadata.py: an "oct" key raised AttributeError and key_ops
+# without "verify" a joserfc error, so a stored record like these was a 500, not "unusable".
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")  # joserfc on a short "oct" key
+@pytest.mark.parametrize(("members", "fragment"), [
+    ({"kty": "oct", "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}, "not the key of its x5c"),
+    ({"key_ops": ["encrypt"]}, "not a valid JWK"),
+    ({"crv": "enc"}, "not a valid JWK"),  # KeyError in joserfc; found by the long fuzz profile
+])
+def test_a_jwk_that_cannot_verify_is_refused(members: dict[str, object], fragment: str) -> None:
+    certificate = self_signed("CN=a").cert
+    jwk = {**jwk_for_certificate(certificate), **members}
+    with pytest.raises(InvalidClientMetadata, match=fragment):
+        RegisteredClient.from_metadata({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                                        "jwks": {"keys": [jwk]}})
+
+
 def test_x5c_must_be_a_certificate() -> None:
     with pytest.raises(InvalidClientMetadata, match="x5c"):
         RegisteredClient.from_metadata({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",

@@ -71,3 +71,19 @@ def test_prepare_follows_rfc4518() -> None:
 def test_malformed_strings_are_refused_with_a_position(text: str) -> None:
     with pytest.raises(InvalidDistinguishedName):
         DistinguishedName.parse(text)
+
+
+# Found by tests/fuzz/test_distinguished_name.py: each raised IndexError or UnicodeEncodeError,
+# or was accepted as an attribute type no certificate can carry.
+@pytest.mark.parametrize("text", ["OID.=x", "oid. =x", "CN=\ud800", "CN=a,O=\udfff", "\u00b2.1=x", "\u0661.\u0662=x",
+                                  "OID.3.1=x", "1.40=x", "2.5.4.3." + "9" * 40 + "=x"])
+def test_odd_attribute_types_and_lone_surrogates_are_refused(text: str) -> None:
+    with pytest.raises(InvalidDistinguishedName, match="position"):
+        DistinguishedName.parse(text)
+
+
+def test_compatibility_forms_fold_like_their_decomposition() -> None:
+    # "\u210c" (black-letter H) is "H" after NFKC; folded only before NFKC it stayed "H", not "h".
+    for compatibility, plain in [("\u210c", "h"), ("\u2107", "\u025b"), ("\u1d2c", "a"), ("\u03d2", "\u03c5")]:
+        assert DistinguishedName.parse(f"CN={compatibility}").matches(DistinguishedName.parse(f"CN={plain}"))
+        assert prepare(prepare(compatibility)) == prepare(compatibility)

@@ -69,3 +69,16 @@ def test_missing_san_does_not_match(ca: TestCA) -> None:
 def test_unusable_registered_values_are_refused(parameter: str, value: str) -> None:
     with pytest.raises(InvalidSubject):
         subject_matcher(parameter, value)
+
+
+# Found by tests/fuzz/test_client_metadata.py: these two said what was wrong but not where, and
+# the message is all an operator registering a client (or reading `clients list`) gets.
+@pytest.mark.parametrize(("parameter", "value"), [
+    ("tls_client_auth_san_email", "@x"),
+    ("tls_client_auth_san_email", "no-at-sign"),
+    ("tls_client_auth_san_dns", "\u00e9" * 80 + ".example"),
+    ("tls_client_auth_san_dns", "\ud800.example"),
+])
+def test_a_refused_value_names_its_parameter(parameter: str, value: str) -> None:
+    with pytest.raises(InvalidSubject, match=f"^{parameter}: "):
+        subject_matcher(parameter, value)
