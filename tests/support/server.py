@@ -64,10 +64,11 @@ class RunningServer:
     log_path: Path
     ca_file: Path
     extra: dict[str, str] = field(default_factory=dict)
+    scheme: str = "https"  # "http": proxy mode without TLS
 
     @property
     def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def token_url(self) -> str:
@@ -107,8 +108,8 @@ class RunningServer:
 
 def start_server(
     *,
-    tls_cert: Path,
-    tls_key: Path,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     ca_file: Path,
     data_dir: Path,
     log_path: Path,
@@ -121,13 +122,15 @@ def start_server(
     """Start ``authz serve`` and wait until it accepts TLS connections and ``ready_count``
     processes (uvicorn workers) completed their start-up."""
     port = free_port()
-    args = [*AUTHZ, "serve", "--tls-cert", str(tls_cert), "--tls-key", str(tls_key), "--port", str(port),
-            "--data-dir", str(data_dir), "--log-format", "json", *extra_args]
+    # Without a certificate (proxy mode behind a TLS-terminating proxy): plain HTTP.
+    tls = ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)] if tls_cert and tls_key else []
+    args = [*AUTHZ, "serve", *tls, "--port", str(port), "--data-dir", str(data_dir), "--log-format", "json",
+            *extra_args]
     for anchor in trust_anchors:
         args += ["--trust-anchor", str(anchor)]
     with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=_environment(env), cwd=REPO)
-    server = RunningServer(process, port, data_dir, log_path, ca_file)
+    server = RunningServer(process, port, data_dir, log_path, ca_file, scheme="https" if tls else "http")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
