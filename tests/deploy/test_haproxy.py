@@ -1,0 +1,21 @@
+"""HAProxy (Debian's package) configured from deploy/haproxy/, in front of authz and the sample
+API."""
+
+from typing import ClassVar
+
+import pytest
+
+from tests.deploy.scenarios import ChainForwarding, ProxyScenarios
+
+pytestmark = pytest.mark.wire
+
+
+class TestHAProxy(ProxyScenarios, ChainForwarding):
+    proxy_kind = "haproxy"
+    answered_otherwise: ClassVar[dict[str, tuple[int, dict[str, str], str | None]]] = {
+        # Too large for HAProxy's buffer, the header would come out empty (no certificate):
+        # deploy/haproxy/authz.cfg answers instead.
+        "chain-too-large": (401, {"error": "invalid_client",
+                                  "error_description": "the client certificate is larger than the proxy forwards"},
+                            None),
+    }
