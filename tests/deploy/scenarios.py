@@ -51,6 +51,7 @@ REFUSALS = {
     "no-certificate": ("dn-client", None, R.NO_CERTIFICATE),
     "untrusted-chain": ("dn-client", "untrusted-ca", R.UNTRUSTED_CHAIN),
     "expired": ("dn-client", "expired", R.EXPIRED),
+    "not-yet-valid": ("dn-client", "not-yet-valid", R.NOT_YET_VALID),
     "not-for-client-auth": ("dn-client", "server-auth-only", R.EKU_NOT_CLIENT_AUTH),
     "dn-mismatch": ("dn-client", "other-subject", R.SUBJECT_DN_MISMATCH),
     "san-mismatch": ("dns-client", "other-subject", R.SAN_DNS_MISMATCH),

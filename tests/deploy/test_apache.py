@@ -14,4 +14,5 @@ class TestApache(ProxyScenarios, ChainForwarding):
     proxy_kind = "apache"
     # mod_ssl ends the handshake over these whatever SSLVerifyClient says (deploy/apache/authz.conf).
     refused_in_handshake: ClassVar[dict[str, str]] = {"expired": "alert certificate expired",
-                            "not-for-client-auth": "alert unsupported certificate"}
+                                                      "not-yet-valid": "alert bad certificate",
+                                                      "not-for-client-auth": "alert unsupported certificate"}
