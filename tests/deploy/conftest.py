@@ -82,9 +82,10 @@ def data_dir(pki: WirePKI, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _public(server: RunningServer, public_port: int) -> PublicServer:
+def public(server: RunningServer, public_url: str) -> PublicServer:
+    """``server`` as clients know it, at ``public_url``."""
     return PublicServer(server.process, server.port, server.data_dir, server.log_path, server.ca_file,
-                        scheme=server.scheme, public_url=f"https://127.0.0.1:{public_port}")
+                        scheme=server.scheme, extra=server.extra, public_url=public_url)
 
 
 @pytest.fixture(scope="class")
@@ -93,8 +94,8 @@ def deployment(request: pytest.FixtureRequest, pki: WirePKI, data_dir: Path,
     """The class's proxy (its ``proxy_kind``) in front of a fresh authz and sample API."""
     kind = PROXIES[request.cls.proxy_kind]
     directory = tmp_path_factory.mktemp(f"deploy-{kind.name}")
-    public = {"authz": free_port(), "sample-api": free_port()}
-    issuer = f"https://127.0.0.1:{public['authz']}"
+    ports = {"authz": free_port(), "sample-api": free_port()}
+    issuer = f"https://127.0.0.1:{ports['authz']}"
     proxy_mode = ["--proxy-cert-header", kind.header_format, "--trusted-proxy", "127.0.0.1"]
     intermediates = ["--intermediate", str(pki.intermediate)] if request.cls.authz_knows_intermediates else []
     started: list[RunningServer | RunningProxy] = []
@@ -105,14 +106,14 @@ def deployment(request: pytest.FixtureRequest, pki: WirePKI, data_dir: Path,
         started.append(authz)
         # The proxy before the API: the API fetches authz's metadata through it as it starts.
         api_port = free_port()
-        sites = {service: Site(service, public[service], upstream, pki.server_cert, pki.server_key, pki.trust_anchor)
+        sites = {service: Site(service, ports[service], upstream, pki.server_cert, pki.server_key, pki.trust_anchor)
                  for service, upstream in (("authz", authz.port), ("sample-api", api_port))}
         proxy = kind.start(directory / "proxy", sites)
         started.append(proxy)
         api = start_sample_api(directory, "sample-api", issuer=issuer, ca_file=pki.server_ca, tls=None,
                                extra_args=proxy_mode, port=api_port)
         started.append(api)
-        yield Deployment(kind.name, pki, proxy, _public(authz, public["authz"]), _public(api, public["sample-api"]))
+        yield Deployment(kind.name, pki, proxy, public(authz, issuer), public(api, f"https://127.0.0.1:{ports['sample-api']}"))
     finally:
         for process in reversed(started):
             process.stop()

@@ -47,8 +47,9 @@ def certificate_headers(kind: str, chain: Sequence[bytes]) -> dict[str, str]:
         full = quote("".join(_pem(d) for d in chain), safe="")
         return {"X-Forwarded-Client-Cert": f'By=spiffe://authz.test/ns/proxy;Hash={hashlib.sha256(leaf).hexdigest()};'
                                            f'Cert="{cert}";Chain="{full}";Subject="{subject}";URI=;DNS='}
-    if kind == "traefik":
+    if kind in ("traefik", "traefik-v2"):
         # PassTLSClientCert pem: true: each certificate's PEM without its armour and line
-        # breaks, comma-separated, leaf first, URL-escaped as a query value (Go's QueryEscape).
-        return {"X-Forwarded-Tls-Client-Cert": quote(",".join(_b64(d) for d in chain), safe="")}
+        # breaks, comma-separated, leaf first; Traefik 2 also URL-escaped it (Go's QueryEscape).
+        value = ",".join(_b64(d) for d in chain)
+        return {"X-Forwarded-Tls-Client-Cert": quote(value, safe="") if kind == "traefik-v2" else value}
     raise ValueError(f"no header format for {kind}")
