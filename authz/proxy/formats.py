@@ -142,41 +142,35 @@ def _apache(headers: Headers, name: str) -> list[bytes] | None:
     return chain
 
 
-def _xfcc_elements(header: str, value: str) -> list[dict[str, str]]:
-    """Envoy's ``X-Forwarded-Client-Cert``: comma-separated elements (one per proxy), each
-    ``key=value`` pairs separated by ``;``, values optionally double-quoted."""
-    elements: list[dict[str, str]] = [{}]
-    key, text, quoted, escaped, in_value = "", [], False, False, False
-    for character in value:
-        if quoted:
-            if escaped:
-                text.append(character)
-                escaped = False
-            elif character == "\\":
-                escaped = True
-            elif character == '"':
-                quoted = False
-            else:
-                text.append(character)
-        elif character == '"' and in_value:
-            quoted = True
-        elif character == "=" and not in_value:
-            key, text, in_value = "".join(text).strip().lower(), [], True
-        elif character in ";,":
-            if in_value:
-                elements[-1][key] = "".join(text).strip()
-            elif "".join(text).strip():
-                raise CertificateHeaderError(header, "an element without '='")
-            key, text, in_value = "", [], False
-            if character == ",":
-                elements.append({})
-        else:
-            text.append(character)
-    if quoted:
-        raise CertificateHeaderError(header, "an unterminated quoted value")
-    if in_value:
-        elements[-1][key] = "".join(text).strip()
-    return [element for element in elements if element]
+# One ``key=value`` pair of an XFCC element and the separator after it; and what separates
+# elements: a comma outside a quoted value. Regular expressions rather than a loop over
+# characters: the header can be as long as a request head (32 KiB), and a proxy that appends
+# (Envoy's APPEND_FORWARD) forwards what the client sent. Only the nearest element is parsed.
+_XFCC_PAIR = re.compile(r'\s*([^=;,\s"]+)=("(?:[^"\\]|\\.)*"|[^;,"]*)\s*(;|$)')
+_XFCC_QUOTED_OR_COMMA = re.compile(r'"(?:[^"\\]|\\.)*"|,')
+_XFCC_ESCAPE = re.compile(r"\\(.)")
+
+
+def _xfcc_nearest_element(header: str, value: str) -> dict[str, str]:
+    """The last element of Envoy's ``X-Forwarded-Client-Cert`` (comma-separated elements, one
+    per proxy, each ``key=value`` pairs separated by ``;``, values optionally double-quoted):
+    the one the nearest proxy appended."""
+    start = 0
+    for token in _XFCC_QUOTED_OR_COMMA.finditer(value):
+        if token.group() == ",":
+            start = token.end()
+    element: dict[str, str] = {}
+    position = start
+    while position < len(value):
+        pair = _XFCC_PAIR.match(value, position)
+        if pair is None:
+            if value[position:].strip(" \t;"):
+                raise CertificateHeaderError(header, "not Envoy's key=value;key=value,... format")
+            break
+        key, raw, _ = pair.groups()
+        element[key.lower()] = _XFCC_ESCAPE.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw.strip()
+        position = pair.end()
+    return element
 
 
 def _envoy(headers: Headers, name: str) -> list[bytes] | None:
@@ -185,10 +179,7 @@ def _envoy(headers: Headers, name: str) -> list[bytes] | None:
     value = headers.get(name)
     if not value:
         return None
-    elements = _xfcc_elements(name, value)
-    if not elements:
-        return None
-    nearest = elements[-1]
+    nearest = _xfcc_nearest_element(name, value)
     if "chain" in nearest:
         return _pem_chain(name, _url_decoded(name, nearest["chain"]))
     if "cert" in nearest:

@@ -5,7 +5,8 @@ uvloop's own server accepts every connection the kernel hands it and gives each 
 60 s, and uvicorn exposes neither: 500 TCP connections that never send a ClientHello were held
 for a minute each, and enough of them exhaust the worker's file descriptors, after which no
 legitimate client gets in. So the event loop that serves mutual TLS (``ServingLoop``, named
-in ``uvicorn.run(loop=...)``) creates its TLS servers itself (``BoundedTLSServer``):
+in ``uvicorn.run(loop=...)``) creates its servers itself (``BoundedServer``), with TLS, or
+plain HTTP behind a TLS-terminating proxy:
 
 - it accepts while fewer than ``max_connections`` connections are open (handshaking or
   established), and otherwise stops accepting: new connections wait in the kernel's backlog
@@ -37,7 +38,7 @@ import uvloop
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
-    "BoundedTLSServer",
+    "BoundedServer",
     "ConnectionLimits",
     "ServingLoop",
     "new_event_loop",
@@ -103,8 +104,7 @@ class ConnectionLimits:
 
 
 class ServingLoop(uvloop.Loop):
-    """uvloop, with TLS servers that bound connections and handshakes (``BoundedTLSServer``);
-    servers without TLS are uvloop's own."""
+    """uvloop, with servers that bound connections and TLS handshakes (``BoundedServer``)."""
 
     def __init__(self, limits: ConnectionLimits) -> None:
         super().__init__()
@@ -121,14 +121,14 @@ class ServingLoop(uvloop.Loop):
         backlog: int = 100,
         **kwargs: Any,
     ) -> asyncio.AbstractServer:
-        if ssl is None or kwargs:
+        if kwargs:
             # uvloop's stubs overload host/port against sock; this passes on what it was given.
             return await super().create_server(
                 protocol_factory, host, port, ssl=ssl, sock=sock, backlog=backlog, **kwargs)  # type: ignore[arg-type]
         if sock is not None:
             sock.listen(backlog)  # uvicorn's worker processes are handed a socket that is only bound
         sockets = [sock] if sock is not None else _listening_sockets(host, port, backlog)
-        server = BoundedTLSServer(self, sockets, protocol_factory, ssl, self.connection_limits)
+        server = BoundedServer(self, sockets, protocol_factory, ssl, self.connection_limits)
         server.start_accepting()
         return server
 
@@ -158,15 +158,16 @@ def _listening_sockets(host: str | None, port: int | None, backlog: int) -> list
     return sockets
 
 
-class BoundedTLSServer(asyncio.AbstractServer):
-    """Accepts TLS connections while fewer than ``max_connections`` are open."""
+class BoundedServer(asyncio.AbstractServer):
+    """Accepts connections (TLS, or plain when ``context`` is None) while fewer than
+    ``max_connections`` are open."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], asyncio.BaseProtocol],
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         limits: ConnectionLimits,
     ) -> None:
         self._loop = loop
@@ -248,9 +249,9 @@ class BoundedTLSServer(asyncio.AbstractServer):
                 self._loop.call_later(_ACCEPT_RETRY_DELAY, self.start_accepting)
                 return
             self.open_connections += 1
-            self._loop.create_task(self._handshake(connection, address))
+            self._loop.create_task(self._connect(connection, address))
 
-    async def _handshake(self, connection: socket.socket, address: Any) -> None:
+    async def _connect(self, connection: socket.socket, address: Any) -> None:
         started = self._loop.time()
         slot = _ConnectionSlot(self)
 
@@ -259,9 +260,11 @@ class BoundedTLSServer(asyncio.AbstractServer):
             made.connection_slot = slot  # type: ignore[attr-defined]  # released in connection_lost
             return made
 
+        # Plain HTTP (to a proxy) has no handshake to time out.
+        timeout = None if self._context is None else self._limits.handshake_timeout
         try:
-            await self._loop.connect_accepted_socket(
-                protocol, connection, ssl=self._context, ssl_handshake_timeout=self._limits.handshake_timeout)
+            await self._loop.connect_accepted_socket(protocol, connection, ssl=self._context,
+                                                     ssl_handshake_timeout=timeout)
         except Exception as exc:  # the handshake failed
             connection.close()  # uvloop has detached it already when it made a transport of it
             slot.release()
@@ -297,8 +300,8 @@ class _ConnectionSlot:
 
     __slots__ = ("_server",)
 
-    def __init__(self, server: BoundedTLSServer) -> None:
-        self._server: BoundedTLSServer | None = server
+    def __init__(self, server: BoundedServer) -> None:
+        self._server: BoundedServer | None = server
 
     def release(self) -> None:
         if self._server is not None:

@@ -101,7 +101,7 @@ def test_aws_alb_url_encoded_pem_chain(issued: Issued) -> None:
     ("apache", {"x-ssl-client-cert": "-----BEGIN CERTIFICATE----- !!! -----END CERTIFICATE-----"},
      "X-SSL-Client-Cert: not base64 inside its PEM armour"),
     ("envoy", {"x-forwarded-client-cert": 'Cert="unterminated'},
-     "X-Forwarded-Client-Cert: an unterminated quoted value"),
+     "X-Forwarded-Client-Cert: not Envoy's key=value;key=value,... format"),
     ("envoy", {"x-forwarded-client-cert": "Cert=%2D%2D"}, "X-Forwarded-Client-Cert: holds no PEM certificate"),
     ("traefik", {"x-forwarded-tls-client-cert": "not*base64"}, "X-Forwarded-Tls-Client-Cert: not base64"),
     ("aws-alb", {"x-amzn-mtls-clientcert": "x"}, "X-Amzn-Mtls-Clientcert: holds no PEM certificate"),
@@ -129,3 +129,13 @@ def test_trusted_addresses() -> None:
     assert not trust.is_trusted_address("127.0.0.2") and not trust.is_trusted_address("not an address")
     with pytest.raises(ValueError, match="not an IP address or network"):
         parse_networks(["10.0.0.0/33"])
+
+
+def test_a_long_xfcc_header_decodes_in_linear_time(issued: Issued) -> None:
+    import time
+
+    nearest = f'Hash=abcd;Cert="{quote(_pems(issued)[0])}"'
+    value = ",".join(['By=spiffe://x;Hash=00;Subject="CN=a\\"b;c,d"'] * 700 + [nearest])  # about 32 KiB
+    started = time.perf_counter()
+    assert FORMATS["envoy"].decode({"x-forwarded-client-cert": value}) == _ders(issued)[:1]
+    assert time.perf_counter() - started < 0.05

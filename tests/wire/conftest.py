@@ -27,9 +27,10 @@ def start_wire_server(pki: WirePKI, tmp_path_factory: pytest.TempPathFactory) ->
     started through it is stopped at the end of the session at the latest."""
     started: list[RunningServer] = []
 
-    def start(data_dir: Path, extra_args: Sequence[str] = (), **options: Any) -> RunningServer:
+    def start(data_dir: Path, extra_args: Sequence[str] = (), *, tls: bool = True, **options: Any) -> RunningServer:
         log_path = tmp_path_factory.mktemp("server-log") / "authz.log"
-        server = start_server(tls_cert=pki.server_cert, tls_key=pki.server_key, ca_file=pki.server_ca,
+        server = start_server(tls_cert=pki.server_cert if tls else None, tls_key=pki.server_key if tls else None,
+                              ca_file=pki.server_ca,
                               data_dir=data_dir, log_path=log_path, trust_anchors=[pki.trust_anchor],
                               extra_args=extra_args, **options)
         started.append(server)

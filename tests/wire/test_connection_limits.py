@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,21 @@ def test_limits_are_settings_with_precise_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--tls-cert", "c", "--tls-key", "k", "--max-connections", "0"])
     assert result.exit_code != 0
     assert "--max-connections (AUTHZ_MAX_CONNECTIONS)" in result.output
+
+
+def test_plain_http_behind_a_proxy_has_the_same_connection_limit(start_wire_server: StartServer, data_dir: Path,
+                                                                  server: RunningServer) -> None:
+    plain = start_wire_server(data_dir, ["--proxy-cert-header", "nginx", "--trusted-proxy", "127.0.0.1",
+                                         "--max-connections", "2"], tls=False)
+    try:
+        offset = plain.log_offset()
+        held = [socket.create_connection(("127.0.0.1", plain.port)) for _ in range(2)]
+        threading.Timer(0.5, lambda: [c.close() for c in held]).start()
+        started = time.monotonic()
+        response = httpx.get(plain.base_url + "/jwks", timeout=10)
+        waited = time.monotonic() - started
+        assert response.status_code == 200
+        assert waited >= 0.4, waited  # accepted only once a held connection closed
+        assert "connection_limit_reached" in [e["event"] for e in plain.events(offset)]
+    finally:
+        plain.stop()
