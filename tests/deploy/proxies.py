@@ -22,7 +22,7 @@ from pathlib import Path
 from tests.support.debian import require_command
 from tests.support.server import REPO
 
-__all__ = ["PROXIES", "ProxyKind", "RunningProxy", "Site", "render"]
+__all__ = ["PROXIES", "ProxyKind", "RunningProxy", "Site", "UpstreamTLS", "render"]
 
 DEPLOY = REPO / "deploy"
 
@@ -43,17 +43,28 @@ def render(template: Path, replacements: Mapping[str, str]) -> str:
     return text
 
 
-# What the deploy/ files say for each service: the upstream port, and the name of the
-# proxy's certificate files (/etc/authz/proxy/NAME.crt).
-_UPSTREAM_PORT = {"authz": 8080, "sample-api": 8081}
-_CERTIFICATE = {"authz": "server", "sample-api": "api"}
+# What the deploy/ files say for each service (the name of its file): where the upstream is,
+# and the name of the proxy's certificate files (/etc/authz/proxy/NAME.crt).
+_UPSTREAM = {"authz": "127.0.0.1:8080", "sample-api": "127.0.0.1:8081", "authz-remote": "authz.internal:8443"}
+_CERTIFICATE = {"authz": "server", "sample-api": "api", "authz-remote": "server"}
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """For a proxy that connects to authz over TLS: its own client certificate and key, and
+    the CA of authz's server certificate."""
+
+    client_cert: Path
+    client_key: Path
+    server_ca: Path
 
 
 @dataclass(frozen=True)
 class Site:
-    """One deploy/ file: the service behind it ("authz" or "sample-api"), the proxy's public
-    port, the upstream it forwards to, and the TLS files (the proxy's server certificate and
-    key, a CA for HAProxy's ``verify optional``)."""
+    """One deploy/ file: the service behind it ("authz", "sample-api", "authz-remote"), the
+    proxy's public port, the upstream port on 127.0.0.1, and the TLS files (the proxy's server
+    certificate and key, a CA for HAProxy's ``verify optional``, and what the proxy needs to
+    reach authz over TLS)."""
 
     service: str
     public_port: int
@@ -61,6 +72,7 @@ class Site:
     server_cert: Path
     server_key: Path
     client_ca: Path
+    upstream_tls: UpstreamTLS | None = None
 
     @property
     def url(self) -> str:
@@ -155,17 +167,28 @@ def _listen(site: Site) -> str:
     return f"127.0.0.1:{site.public_port}"
 
 
+def _combined(path: Path, cert: Path, key: Path) -> Path:
+    """The certificate and its key in one file, as HAProxy takes them."""
+    path.write_bytes(cert.read_bytes() + key.read_bytes())
+    return path
+
+
 class Nginx(ProxyKind):
     name, package, command, extension, header_format = "nginx", "nginx", "nginx", "conf", "nginx"
 
     def replacements(self, site: Site, directory: Path) -> dict[str, str]:
-        upstream, prefix = _UPSTREAM_PORT[site.service], _CERTIFICATE[site.service]
-        return {
+        prefix = _CERTIFICATE[site.service]
+        replacements = {
             "listen 443 ssl;": f"listen {_listen(site)} ssl;",
-            f"server 127.0.0.1:{upstream};": f"server 127.0.0.1:{site.upstream_port};",
+            f"server {_UPSTREAM[site.service]};": f"server 127.0.0.1:{site.upstream_port};",
             f"/etc/authz/proxy/{prefix}.crt": str(site.server_cert),
             f"/etc/authz/proxy/{prefix}.key": str(site.server_key),
         }
+        if site.upstream_tls:
+            replacements |= {"/etc/authz/proxy/proxy-client.crt": str(site.upstream_tls.client_cert),
+                             "/etc/authz/proxy/proxy-client.key": str(site.upstream_tls.client_key),
+                             "/etc/authz/proxy/authz-ca.pem": str(site.upstream_tls.server_ca)}
+        return replacements
 
     def main_config(self, directory: Path, sites: Sequence[tuple[Site, Path]]) -> Path:
         # What Debian's /etc/nginx/nginx.conf provides around conf.d/, in the temporary
@@ -196,16 +219,20 @@ class HAProxy(ProxyKind):
     name, package, command, extension, header_format = "haproxy", "haproxy", "haproxy", "cfg", "haproxy"
 
     def replacements(self, site: Site, directory: Path) -> dict[str, str]:
-        upstream, prefix = _UPSTREAM_PORT[site.service], _CERTIFICATE[site.service]
-        # HAProxy takes the certificate and its key in one file.
-        combined = directory / f"{prefix}.pem"
-        combined.write_bytes(site.server_cert.read_bytes() + site.server_key.read_bytes())
-        return {
+        prefix = _CERTIFICATE[site.service]
+        replacements = {
             "bind :443 ssl": f"bind {_listen(site)} ssl",
-            f"127.0.0.1:{upstream}": f"127.0.0.1:{site.upstream_port}",
-            f"/etc/authz/proxy/{prefix}.pem": str(combined),
+            _UPSTREAM[site.service]: f"127.0.0.1:{site.upstream_port}",
+            f"/etc/authz/proxy/{prefix}.pem": str(_combined(directory / f"{prefix}.pem", site.server_cert,
+                                                            site.server_key)),
             "/etc/authz/client-ca.pem": str(site.client_ca),
         }
+        if site.upstream_tls:
+            client = _combined(directory / "proxy-client.pem", site.upstream_tls.client_cert,
+                               site.upstream_tls.client_key)
+            replacements |= {"/etc/authz/proxy/proxy-client.pem": str(client),
+                             "/etc/authz/proxy/authz-ca.pem": str(site.upstream_tls.server_ca)}
+        return replacements
 
     def main_config(self, directory: Path, sites: Sequence[tuple[Site, Path]]) -> Path:
         # Debian's global section, less what needs /run and /var/lib (chroot, stats socket).
@@ -223,10 +250,10 @@ class Apache(ProxyKind):
     _MODULES = ("mpm_event", "authz_core", "socache_shmcb", "ssl", "headers", "proxy", "proxy_http")
 
     def replacements(self, site: Site, directory: Path) -> dict[str, str]:
-        upstream, prefix = _UPSTREAM_PORT[site.service], _CERTIFICATE[site.service]
+        prefix = _CERTIFICATE[site.service]
         return {
             "<VirtualHost *:443>": f"<VirtualHost {_listen(site)}>",
-            f"http://127.0.0.1:{upstream}/": f"http://127.0.0.1:{site.upstream_port}/",
+            f"http://{_UPSTREAM[site.service]}/": f"http://127.0.0.1:{site.upstream_port}/",
             f"/etc/authz/proxy/{prefix}.crt": str(site.server_cert),
             f"/etc/authz/proxy/{prefix}.key": str(site.server_key),
         }

@@ -62,6 +62,8 @@ REFUSALS = {
 
 class ProxyScenarios:
     proxy_kind: ClassVar[str]
+    # authz over TLS, trusting the proxy by its client certificate (the authz-remote files).
+    authz_over_tls: ClassVar[bool] = False
     # Whether authz gets --intermediate (nginx forwards no chain: the deploy file says to).
     authz_knows_intermediates: ClassVar[bool] = False
     # Refusals the proxy makes itself, in the handshake: case -> words of the TLS alert.
@@ -140,18 +142,24 @@ class ProxyScenarios:
         assert failure.get("cert_sha256") == (credentials.sha256_hex if credentials else None)
 
     def test_forged_header_straight_to_authz(self, deployment: Deployment, jwks: dict[str, Any]) -> None:
-        """authz listens on loopback for the proxy; a client reaching it around the proxy,
-        from an address it does not trust, cannot name a certificate."""
+        """A client reaching authz around the proxy cannot name a certificate: over plain HTTP
+        it comes from an address authz does not trust (authz listens on loopback for the
+        proxy); over TLS it does not hold the proxy's client certificate, whatever its
+        address (here the proxy's own) and whatever certificate it presents."""
         forged = certificate_headers(deployment.kind, [deployment.pki["dn-client"].leaf_der])
         form = {"grant_type": "client_credentials", "client_id": "dn-client"}
         url = deployment.authz.direct_url + "/token"
-        response = request_from("127.0.0.2", deployment.authz, url, form=form, headers=forged)
+        tls = {"server_ca": deployment.backend.ca} if self.authz_over_tls else {}
+        source, credentials = ("127.0.0.1", deployment.pki["dn-client"]) if self.authz_over_tls else ("127.0.0.2", None)
+        response = request_from(source, deployment.authz, url, form=form, headers=forged, credentials=credentials,
+                                **tls)
         assert_invalid_client(response, R.NO_CERTIFICATE, "dn-client")
         [ignored] = [e for e in response.events if e["event"] == "proxy_certificate_header_ignored"]
-        assert ignored["peer"].startswith("127.0.0.2:") and ignored["header"] == "x-ssl-client-cert"
-        # The same request from the proxy's address is believed: only the address protects
-        # authz, which is why it listens on loopback (or a private network) alone.
-        trusted = request_from("127.0.0.1", deployment.authz, url, form=form, headers=forged)
+        assert ignored["peer"].startswith(f"{source}:") and ignored["header"] == "x-ssl-client-cert"
+        # The same request from the proxy (its address, or its certificate) is believed: that
+        # alone protects authz.
+        trusted = request_from("127.0.0.1", deployment.authz, url, form=form, headers=forged,
+                               credentials=deployment.backend.proxy if self.authz_over_tls else None, **tls)
         body = assert_token_response(trusted)
         assert verified_token(body["access_token"], jwks)[1]["cnf"] == {
             "x5t#S256": deployment.pki["dn-client"].thumbprint}
