@@ -48,13 +48,13 @@ def handshake_refusal(via: str, url: str, credentials: Credentials, server_ca: P
     raise AssertionError(f"httpx got an answer: {response.status_code} {response.text}")
 
 
-def established_connections(port: int) -> int:
-    """TCP connections to local ``port`` (IPv4) that are established now: accepted by the
-    server and not closed by either side."""
-    count = 0
+def established_connections(port: int) -> set[int]:
+    """The TCP connections to local ``port`` (IPv4) that are established now (accepted by the
+    server and closed by neither side), by the port they come from."""
+    peers = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port = int(fields[1].rsplit(":", 1)[1], 16)
         if local_port == port and fields[3] == "01":  # TCP_ESTABLISHED
-            count += 1
-    return count
+            peers.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return peers

@@ -175,13 +175,17 @@ class ProxyScenarios:
         assert issued["peer"].split(":")[0] == "127.0.0.3"
 
     def test_connections_to_authz_are_kept_open(self, deployment: Deployment) -> None:
+        """A client that keeps its connection to the proxy: its next request goes to authz on
+        the connection the previous one used. Without keep-alive the proxy closes its
+        connection to authz once it has the answer, and opens another for the next request."""
         context = client_ssl_context(None, deployment.pki.server_ca)
-        for _ in range(3):  # a new client connection each time
-            with httpx.Client(verify=context, timeout=15, trust_env=False) as client:
+        seen = []
+        with httpx.Client(verify=context, timeout=15, trust_env=False) as client:
+            for _ in range(2):
                 assert client.get(deployment.authz.base_url + "/jwks").status_code == 200
-        # Without keep-alive the proxy closes its connection to authz once it has the answer.
-        time.sleep(0.3)
-        assert established_connections(deployment.authz.port) >= 1
+                time.sleep(0.2)  # time for a connection that is being closed to be closed
+                seen.append(established_connections(deployment.authz.port))
+        assert seen[0] & seen[1], seen
 
     def test_no_ca_names_in_the_certificate_request(self, deployment: Deployment) -> None:
         result = s_client(deployment.proxy.sites["authz"].public_port, "-tls1_2",
