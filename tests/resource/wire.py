@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -143,8 +144,13 @@ def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sample-api exited with {process.returncode}:\n{server.log()}")
+        # uvicorn logs the application's start-up before it binds the port: wait for both.
         if "Application startup complete" in server.log():
-            return server
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return server
+            except OSError:
+                pass
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"sample-api did not start within {timeout}s:\n{server.log()}")
