@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -126,24 +127,30 @@ class Deployment:
                           algorithms=["ES256"])
 
 
-def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path],
-                     extra_args: Sequence[str] = (), timeout: float = 20.0) -> RunningServer:
-    """The sample API on a free port; returns when it accepts requests."""
-    port = free_port()
+def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path] | None,
+                     extra_args: Sequence[str] = (), timeout: float = 20.0, port: int | None = None) -> RunningServer:
+    """The sample API on ``port`` (default: a free one); returns when it accepts requests.
+    Without ``tls`` (proxy mode behind a TLS-terminating proxy, in ``extra_args``): plain HTTP."""
+    port = port or free_port()
     log_path = directory / f"{name}.log"
-    args = [*SAMPLE_API, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--issuer", issuer,
-            "--ca-file", str(ca_file), "--port", str(port), *extra_args]
+    tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+    args = [*SAMPLE_API, *tls_args, "--issuer", issuer, "--ca-file", str(ca_file), "--port", str(port), *extra_args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     with open(log_path, "wb") as log_file:
         # cwd outside the repository: the installed authz_resource is what runs.
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=directory)
-    server = RunningServer(process, port, directory, log_path, ca_file)
+    server = RunningServer(process, port, directory, log_path, ca_file, scheme="https" if tls else "http")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sample-api exited with {process.returncode}:\n{server.log()}")
+        # uvicorn logs the application's start-up before it binds the port: wait for both.
         if "Application startup complete" in server.log():
-            return server
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return server
+            except OSError:
+                pass
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"sample-api did not start within {timeout}s:\n{server.log()}")
