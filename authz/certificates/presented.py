@@ -25,7 +25,7 @@ from authz.certificates.limits import chain_size_problem, public_key_problem
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.certificates.thumbprint import x5t_s256
 
-__all__ = ["PresentedCertificate", "presented_certificate"]
+__all__ = ["PresentedCertificate", "present_chain", "presented_certificate"]
 
 # Where the parse of a connection's chain is remembered: a key of our own in the TLS extension
 # dict, which is built once per connection and shared by its requests.
@@ -123,6 +123,16 @@ def _parse(chain_pem: Sequence[str]) -> PresentedCertificate:
     except ValueError as exc:
         raise CertificateRejected(RejectionReason.UNPARSABLE, f"not PEM: {exc}") from exc
     return PresentedCertificate.from_der(ders)
+
+
+def present_chain(tls: dict[str, Any], chain: Sequence[bytes]) -> None:
+    """Put a DER chain (leaf first) into a TLS extension dict, parsed already: for producers
+    that hold DER (proxy mode), so the reader does not convert the PEM back and parse again."""
+    tls["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der) for der in chain]
+    try:
+        tls[_MEMO_KEY] = PresentedCertificate.from_der(chain)
+    except CertificateRejected as rejected:
+        tls[_MEMO_KEY] = rejected
 
 
 def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | None:

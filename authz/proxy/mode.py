@@ -13,7 +13,6 @@ handling, which would rewrite the peer first, is off.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import structlog
 from cryptography import x509
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authz.certificates.presented import present_chain
 from authz.proxy.formats import CertificateHeaderError, HeaderFormat, header_format
 from authz.proxy.forwarded import FORWARDING_HEADERS, forwarded_client
 from authz.proxy.trust import ProxyTrust, parse_networks
@@ -114,7 +114,7 @@ class ForwardedCertificate:
             tls["client_cert_error"] = str(exc)
         else:
             if chain:
-                tls["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der) for der in chain]
+                present_chain(tls, chain)
         client = forwarded_client(headers, self.mode.trust.is_trusted_address)
         if client is not None:
             rewritten["client"] = (client, 0)
