@@ -1,4 +1,4 @@
-# Sourced first by run_token_bench.sh, profile_token.sh and ab_ours.sh: the paths and defaults
+# Sourced first by run_token_bench.sh, run_proxy_bench.sh, profile_token.sh and ab_ours.sh: the paths and defaults
 # they share, and start_ours / stop_ours for OUR server. start_ours also needs TMP and OUR_PORT,
 # and runs the code in OUR_SRC (a checkout's root) when set, else the installed one. Sets
 # SERVER_PID. Callers trap EXIT -> stop_ours.

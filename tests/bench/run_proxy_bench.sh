@@ -231,7 +231,7 @@ report_sides() {
         "$(grep -cE '"level": "(warning|error|critical)"|Traceback' "$log" || true) warnings/errors"
       grep -E '"level": "(warning|error|critical)"|Traceback' "$log" | head -3 | sed 's/^/      /' || true
     fi
-    [ -n "$pid" ] && { head -3 "$ROOT_TMP/$side/nginx/error.log" 2>/dev/null | sed 's/^/      nginx: /' || true; }
+    if [ -n "$pid" ]; then head -3 "$ROOT_TMP/$side/nginx/error.log" 2>/dev/null | sed 's/^/      nginx: /' || true; fi
   done
 }
 
