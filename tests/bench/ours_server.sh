@@ -1,4 +1,4 @@
-# Sourced first by run_token_bench.sh, profile_token.sh and ab_ours.sh: the paths and defaults
+# Sourced first by run_token_bench.sh, run_proxy_bench.sh, profile_token.sh and ab_ours.sh: the paths and defaults
 # they share, and start_ours / stop_ours for OUR server. start_ours also needs TMP and OUR_PORT,
 # and runs the code in OUR_SRC (a checkout's root) when set, else the installed one. Sets
 # SERVER_PID. Callers trap EXIT -> stop_ours.
@@ -30,8 +30,17 @@ _authz() { _clean_env; _authz_command; "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" "$@";
 
 # authz serve --workers 1 on 127.0.0.1:$OUR_PORT with the peer PKI, a fresh data dir under $TMP and
 # the two benchmark clients; log in $TMP/authz-server.log. Returns once it answers over TLS.
+# With OUR_PROXY=FORMAT (e.g. nginx): proxy mode instead, plain HTTP to a proxy on 127.0.0.1 that
+# forwards the client certificate in its header; OUR_ISSUER = the proxy's public URL.
 start_ours() {
-  local data="$TMP/data"
+  local data="$TMP/data" scheme=https
+  local -a listen
+  if [ -n "${OUR_PROXY:-}" ]; then
+    listen=(--proxy-cert-header "$OUR_PROXY" --trusted-proxy 127.0.0.1 --issuer "${OUR_ISSUER:?OUR_ISSUER: the URL of the proxy}")
+    scheme=http
+  else
+    listen=(--tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key")
+  fi
   rm -rf "$data"; mkdir -p "$data"
   _authz clients add bench-pki --auth-method tls_client_auth \
     --subject-dn "CN=bench-client,O=Bench" --data-dir "$data" >/dev/null
@@ -40,11 +49,11 @@ start_ours() {
   _clean_env; _authz_command
   # A simple command (not a function) in the background, so that $! is the server process itself
   # (env execs authz): its PID is what gets signalled and whose VmHWM is read.
-  "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" serve --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" \
+  "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" serve "${listen[@]}" \
     --trust-anchor "$PKI/ca.crt" --host 127.0.0.1 --port "$OUR_PORT" --data-dir "$data" --workers 1 \
     --log-level "$LOG_LEVEL" --log-format json > "$TMP/authz-server.log" 2>&1 &
   SERVER_PID=$!
-  wait_until_up "our server" "$SERVER_PID" "https://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server" \
+  wait_until_up "our server" "$SERVER_PID" "$scheme://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server" \
     "$TMP/authz-server.log" 30 || return 1
   local code dirty=""
   if [ -n "${OUR_SRC:-}" ]; then
@@ -53,10 +62,10 @@ start_ours() {
     git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
     code="git $(git -C "$REPO" rev-parse --short HEAD)$dirty"
   fi
-  echo "our server: authz $(_authz --version | awk '{print $NF}') $code pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL"
+  echo "our server: authz $(_authz --version | awk '{print $NF}') $code pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL${OUR_PROXY:+ proxy mode ($OUR_PROXY header, plain HTTP)}"
 }
 
-# wait_until_up NAME PID URL LOG SECONDS: until URL answers over TLS (the peer PKI's CA), or the
+# wait_until_up NAME PID URL LOG SECONDS: until URL answers (over TLS: the peer PKI's CA), or the
 # process exits, or SECONDS pass; the last two print the log's end and fail.
 wait_until_up() {
   local name=$1 pid=$2 url=$3 log=$4 seconds=$5
