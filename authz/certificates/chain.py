@@ -127,6 +127,12 @@ class ChainValidator:
         if isinstance(outcome, CertificateRejected):
             raise outcome
 
+    def has_verdict(self, presented: PresentedCertificate) -> bool:
+        """Whether a verdict on the chain is remembered (maybe expired: ``validate`` decides).
+        A dictionary lookup, for the hot path to skip ``prepare``."""
+        key = presented.chain_digest
+        return key in self._valid_until or key in self._refused
+
     async def prepare(self, presented: PresentedCertificate) -> None:
         """Reach a verdict on the chain off the event loop, so that ``validate`` finds it
         remembered. Never raises for a refused chain: ``validate`` tells."""

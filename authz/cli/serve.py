@@ -17,7 +17,7 @@ from authz.context import ConfigurationError, load_certificates
 from authz.keys.signing import SigningKeys
 from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
-from authz.proxy.formats import FORMATS
+from authz.proxy.options import proxy_options
 from authz.settings import Settings
 from authz.storage.base import RecordStore
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
@@ -125,17 +125,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--max-connections", type=int,
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
-@click.option("--proxy-cert-header", type=click.Choice(list(FORMATS)),
-              help="Behind a TLS-terminating proxy: read the client certificate from the header this proxy "
-                   "writes (env AUTHZ_PROXY_CERT_HEADER). Without --tls-cert, serve plain HTTP to the proxy.")
-@click.option("--proxy-cert-header-name",
-              help="The header's name, for nginx, haproxy and apache (default X-SSL-Client-Cert).")
-@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
-              help="Address or CIDR of a proxy whose header is honoured, repeatable (env AUTHZ_TRUSTED_PROXIES).")
-@click.option("--trusted-proxy-cert", "trusted_proxy_certs", multiple=True, type=_PATH,
-              help="A proxy's own client certificate (PEM): its TLS connections may carry the header.")
-@click.option("--trusted-proxy-ca", "trusted_proxy_cas", multiple=True, type=_PATH,
-              help="A CA (PEM) issuing proxies' client certificates: their TLS connections may carry the header.")
+@proxy_options(_PATH, environment=True)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

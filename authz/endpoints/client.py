@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from authz.certificates.presented import presented_certificate
+from authz.certificates.presented import PresentedCertificate, presented_certificate
 from authz.certificates.rejection import CertificateRejected
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
@@ -73,7 +73,11 @@ class ClientEndpoint:
             except UnusableRegistration as unusable:
                 client = unusable
             if isinstance(client, RegisteredClient) and client.auth_method == "tls_client_auth":
-                await self._prepare_chain(scope)
+                unvalidated = self._chain_without_verdict(scope)
+                if unvalidated is not None:
+                    # Validated off the event loop, so that client authentication (synchronous,
+                    # inside authlib) finds the verdict remembered.
+                    await self.context.validator.prepare(unvalidated)
         return ClientRequest(
             endpoint=self.name,
             uri=self.uri,
@@ -83,15 +87,15 @@ class ClientEndpoint:
             client=client,
         )
 
-    async def _prepare_chain(self, scope: Scope) -> None:
-        """Validate the presented chain off the event loop, so that client authentication
-        (synchronous, inside authlib) finds its verdict remembered."""
+    def _chain_without_verdict(self, scope: Scope) -> PresentedCertificate | None:
+        """The presented chain, if the validator has no verdict on it yet."""
         try:
             presented = presented_certificate(scope)
         except CertificateRejected:
-            return  # refused, with its reason, by client authentication
-        if presented is not None:
-            await self.context.validator.prepare(presented)
+            return None  # refused, with its reason, by client authentication
+        if presented is None or self.context.validator.has_verdict(presented):
+            return None
+        return presented
 
     async def answer(self, request: ClientRequest) -> JSONReply:
         raise NotImplementedError

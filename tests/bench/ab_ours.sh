@@ -53,7 +53,7 @@ trap 'echo "interrupted"; exit 130' INT TERM
 source_of() {
   if [ "$1" = worktree ]; then echo "$REPO"; return; fi
   local commit; commit="$(git -C "$REPO" rev-parse --verify "$1^{commit}")"
-  mkdir -p "$2"; git -C "$REPO" archive "$commit" authz | tar -x -C "$2"
+  mkdir -p "$2"; git -C "$REPO" archive "$commit" authz resource | tar -x -C "$2"
   echo "$2"
 }
 label_of() {
@@ -81,8 +81,8 @@ start_side() { # side rev -> sets PID_<side>, PORT_<side>
   fi
   local src; src="$(source_of "$rev" "$ROOT_TMP/src-$side")"
   # The server must import authz from src, not the venv's editable install of the repository.
-  local found; found="$(env PYTHONPATH="$src" "$VENV/bin/python" -P -c 'import authz; print(authz.__file__)')"
-  [ "$found" = "$src/authz/__init__.py" ] || { echo "$side: authz would come from $found, not $src" >&2; exit 1; }
+  local found; found="$(env PYTHONPATH="$src:$src/resource" "$VENV/bin/python" -P -c 'import authz, authz_resource; print(authz.__file__, authz_resource.__file__)')"
+  [ "$found" = "$src/authz/__init__.py $src/resource/authz_resource/__init__.py" ] || { echo "$side: authz would come from $found, not $src" >&2; exit 1; }
   OUR_SRC="$src" OUR_SRC_LABEL="$(label_of "$rev")" start_ours > "$TMP/info"
   sed "s/^/$side: /" "$TMP/info"
   printf -v "PID_$side" '%s' "$SERVER_PID"; printf -v "PORT_$side" '%s' "$OUR_PORT"

@@ -20,10 +20,11 @@ _clean_env() {
   CLEAN_ENV=(env)
   while IFS= read -r v; do CLEAN_ENV+=(-u "$v"); done < <(compgen -e | grep '^AUTHZ_' || true)
 }
-# The CLI of OUR_SRC when set: PYTHONPATH comes before the venv's editable install.
+# The CLI of OUR_SRC when set: PYTHONPATH comes before the venv's editable install, for authz
+# and for authz_resource (which the CLI imports, and which imports authz).
 _authz_command() {
   # -P: no current directory on sys.path, whose authz/ would win over PYTHONPATH
-  if [ -n "${OUR_SRC:-}" ]; then AUTHZ_CMD=(env PYTHONPATH="$OUR_SRC" "$VENV/bin/python" -P -m authz)
+  if [ -n "${OUR_SRC:-}" ]; then AUTHZ_CMD=(env PYTHONPATH="$OUR_SRC:$OUR_SRC/resource" "$VENV/bin/python" -P -m authz)
   else AUTHZ_CMD=("$VENV/bin/authz"); fi
 }
 _authz() { _clean_env; _authz_command; "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" "$@"; }

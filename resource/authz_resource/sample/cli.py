@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from authz.proxy.formats import FORMATS
+from authz.proxy.options import proxy_options
 
 __all__ = ["sample_api"]
 
@@ -46,16 +46,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Seconds a client may take to complete its TLS handshake.")
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Connections held (handshaking or open) before the API stops accepting new ones.")
-@click.option("--proxy-cert-header", type=click.Choice(list(FORMATS)),
-              help="Behind a TLS-terminating proxy: read the client certificate from the header this proxy "
-                   "writes. Without --tls-cert, serve plain HTTP to the proxy.")
-@click.option("--proxy-cert-header-name", help="The header's name, for nginx, haproxy and apache.")
-@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
-              help="Address or CIDR of a proxy whose header is honoured, repeatable.")
-@click.option("--trusted-proxy-cert", "trusted_proxy_certs", multiple=True, type=_FILE,
-              help="A proxy's own client certificate (PEM): its TLS connections may carry the header.")
-@click.option("--trusted-proxy-ca", "trusted_proxy_cas", multiple=True, type=_FILE,
-              help="A CA (PEM) issuing proxies' client certificates.")
+@proxy_options(_FILE, environment=False)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "console"]))
