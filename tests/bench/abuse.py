@@ -47,6 +47,8 @@ from typing import Any, ClassVar
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # tests.support
 
+from tests.bench.bench_resource import cpu_ticks, machine_busy  # noqa: E402  # the same /proc accounting
+
 HOST = "127.0.0.1"
 HZ = os.sysconf("SC_CLK_TCK")
 LOADGEN = Path(tempfile.gettempdir()) / "authz-abuse-bench" / "loadgen"
@@ -728,18 +730,6 @@ def build_loadgen(peer_dir: Path) -> Path:
     LOADGEN.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cc", "-O2", "-o", str(LOADGEN), str(source), "-lssl", "-lcrypto", "-lpthread"], check=True)
     return LOADGEN
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def machine_busy() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:9]]
-    return sum(values) - values[3] - values[4], sum(values)
 
 
 def wait_for_quiet(max_wait: float, busy_pct: float = 25.0) -> None:
