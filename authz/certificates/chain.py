@@ -128,10 +128,16 @@ class ChainValidator:
             raise outcome
 
     def has_verdict(self, presented: PresentedCertificate) -> bool:
-        """Whether a verdict on the chain is remembered (maybe expired: ``validate`` decides).
-        A dictionary lookup, for the hot path to skip ``prepare``."""
+        """Whether a verdict on the chain is remembered and still holds: two dictionary
+        lookups, for the hot path to skip ``prepare``. An expired one is not a verdict, or
+        ``validate`` would reach it again on the event loop."""
         key = presented.chain_digest
-        return key in self._valid_until or key in self._refused
+        now = self._clock().timestamp()
+        until = self._valid_until.get(key)
+        if until is not None and now < until:
+            return True
+        refusal = self._refused.get(key)
+        return refusal is not None and now < refusal.until
 
     async def prepare(self, presented: PresentedCertificate) -> None:
         """Reach a verdict on the chain off the event loop, so that ``validate`` finds it

@@ -91,6 +91,7 @@ class ForwardedCertificate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            await self.mode.trust.prepare(scope)
             scope = self._rewrite(scope)
         await self.app(scope, receive, send)
 

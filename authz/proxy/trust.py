@@ -60,6 +60,19 @@ class ProxyTrust:
         address = _address(host)
         return address is not None and any(address in network for network in self._networks)
 
+    async def prepare(self, scope: Mapping[str, Any]) -> None:
+        """Validate the connection's certificate against the proxies' CAs off the event loop
+        (as the client endpoints do for client chains), so that ``trusted_by`` finds the
+        verdict remembered: any TLS client can present a chain here."""
+        if self._authorities is None:
+            return
+        try:
+            presented = presented_certificate(scope)
+        except CertificateRejected:
+            return
+        if presented is not None and not self._authorities.has_verdict(presented):
+            await self._authorities.prepare(presented)
+
     def trusted_by(self, scope: Mapping[str, Any]) -> str | None:
         """Why the peer of this request may set the certificate header ("address",
         "certificate"), or None."""

@@ -181,3 +181,19 @@ async def test_prepare_validates_off_the_event_loop_once_per_chain(monkeypatch: 
     validator.validate(good)  # remembered: no further validation
     assert len(threads) == 1
     validator.close()
+
+
+def test_an_expired_refusal_is_no_verdict() -> None:
+    """Past its time a remembered refusal is validated again, off the event loop (prepare),
+    not inline by client authentication."""
+    root = TestCA()
+    now = [NOW]
+    validator = ChainValidator([root.cert], clock=lambda: now[0])
+    rogue = presented_certificate(_connection(TestCA("CN=Rogue").issue().cert))
+    assert rogue is not None
+    assert not validator.has_verdict(rogue)
+    with pytest.raises(CertificateRejected):
+        validator.validate(rogue)
+    assert validator.has_verdict(rogue)
+    now[0] = NOW + datetime.timedelta(seconds=chain.REFUSAL_TTL + 1)
+    assert not validator.has_verdict(rogue)

@@ -168,3 +168,23 @@ def test_the_sample_api_behind_a_proxy(server: RunningServer, pki: WirePKI, tmp_
     assert other.status_code == 401
     assert other.json()["error_description"] == (
         "the client certificate does not match the token's binding (cnf x5t#S256)")
+
+
+@pytest.fixture(scope="module")
+def trusting_a_proxy_ca(start_wire_server: StartServer, data_dir: Path, server: RunningServer,
+                        pki: WirePKI) -> Iterator[RunningServer]:
+    """Over TLS; a peer whose certificate the given CA issued may set the header."""
+    started = start_wire_server(data_dir, ["--proxy-cert-header", "rfc9440", "--trusted-proxy-ca",
+                                           str(pki.trust_anchor)])
+    yield started
+    started.stop()
+
+
+def test_a_proxy_authenticated_by_its_ca(trusting_a_proxy_ca: RunningServer, pki: WirePKI) -> None:
+    headers = _rfc9440(pki["self-signed-client"])
+    # A certificate of the proxies' CA on the connection: the header is believed.
+    assert_token_response(_token(trusting_a_proxy_ca, "self-signed-client", headers, cert=pki["dns-client"]))
+    # One of another CA, twice (the second from the remembered refusal): the header is ignored.
+    for _ in range(2):
+        response = _token(trusting_a_proxy_ca, "self-signed-client", headers, cert=pki["untrusted-ca"])
+        assert_invalid_client(response, RejectionReason.NO_CERTIFICATE, "self-signed-client")
