@@ -16,8 +16,7 @@ from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.settings import Settings
 from authz.storage.base import RecordStore, StorageError
-from authz.storage.sqlite import SQLiteRecordStore
-from authz.storage.watcher import ChangeWatcher
+from authz.storage.changes import ChangeFeed
 from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
@@ -63,14 +62,15 @@ def _require_ca(certificate: x509.Certificate, path: Path) -> None:
 
 
 def open_store(settings: Settings) -> RecordStore:
-    return SQLiteRecordStore(settings.data_dir)
+    """The configured store, not yet open."""
+    return settings.store_config().build()
 
 
 @dataclass
 class ServerContext:
     settings: Settings
     store: RecordStore
-    watcher: ChangeWatcher
+    changes: ChangeFeed
     clients: ClientDirectory
     keys: SigningKeys
     validator: ChainValidator
@@ -86,8 +86,8 @@ class ServerContext:
     @classmethod
     def build(cls, settings: Settings, store: RecordStore | None = None) -> ServerContext:
         store = store or open_store(settings)
-        watcher = ChangeWatcher(store, settings.store_poll_interval)
-        keys = SigningKeys(store, watcher)
+        changes = store.change_feed(poll_interval=settings.store_poll_interval, max_stale=settings.store_max_stale)
+        keys = SigningKeys(store, changes)
         validator = ChainValidator(
             load_certificates(settings.trust_anchors, "trust_anchors"),
             load_certificates(settings.intermediates, "intermediates"),
@@ -101,8 +101,8 @@ class ServerContext:
         return cls(
             settings=settings,
             store=store,
-            watcher=watcher,
-            clients=ClientDirectory(store, watcher),
+            changes=changes,
+            clients=ClientDirectory(store, changes),
             keys=keys,
             validator=validator,
             server=MutualTLSAuthorizationServer(issuer, validator),
@@ -114,9 +114,11 @@ class ServerContext:
     async def start(self) -> None:
         await self.store.open()
         try:
+            # Subscribed first: a key rotated between the load and the subscription is not missed.
+            await self.changes.start()
             await self.keys.load()
-            await self.watcher.start()
         except BaseException:
+            await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
             with contextlib.suppress(StorageError):  # the failure to report is the first one
                 await self.store.close()
@@ -124,6 +126,6 @@ class ServerContext:
 
     async def stop(self) -> None:
         self.validator.close()
-        await self.watcher.stop()
+        await self.changes.stop()
         await self.keys.close()
         await self.store.close()

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from authz.proxy.mode import ProxyMode, build_proxy_mode
+from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
 __all__ = ["Settings"]
@@ -56,6 +57,19 @@ class Settings(BaseSettings):
         DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000,
         description="connections a worker holds (handshaking or open) before it stops accepting",
     )
+    store: str = Field("", description="empty: the embedded SQLite file in data_dir; or a Redis URL (redis://, "
+                       "rediss://, redis+cluster://, redis+sentinel://)")
+    store_password_file: Path | None = Field(None, description="file holding the Redis password")
+    store_tls_ca: Path | None = Field(None, description="CA (PEM) of the Redis server's certificate (rediss://)")
+    store_tls_cert: Path | None = Field(None, description="client certificate (PEM) for Redis (rediss://)")
+    store_tls_key: Path | None = Field(None, description="its private key (PEM)")
+    store_prefix: str = Field("authz", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                              description="prefix of every Redis key: several deployments can share one Redis")
+    store_timeout: float = Field(2.0, gt=0, le=60, description="seconds a Redis command may take")
+    store_max_stale: float = Field(60.0, ge=0, le=86_400,
+                                   description="seconds caches stay trusted after losing Redis's change feed")
+    store_wait_replicas: int = Field(0, ge=0, le=16,
+                                     description="Redis replicas that must hold a write before it is acknowledged")
     store_poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between cross-process cache checks")
     proxy_cert_header: Literal["rfc9440", "nginx", "haproxy", "apache", "envoy", "traefik", "aws-alb"] | None = Field(
         None, description="take the client certificate from this proxy's header (proxy mode)"
@@ -104,6 +118,20 @@ class Settings(BaseSettings):
         if self.proxy_cert_header is None and (proxy_options or self.trusted_proxy_cas):
             raise ValueError("--proxy-cert-header (AUTHZ_PROXY_CERT_HEADER) is required with the other proxy options")
         return self
+
+    @model_validator(mode="after")
+    def _store_location(self) -> Settings:
+        try:
+            self.store_config().check()
+        except StoreLocationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(url=self.store, data_dir=self.data_dir, password_file=self.store_password_file,
+                           tls_ca=self.store_tls_ca, tls_cert=self.store_tls_cert, tls_key=self.store_tls_key,
+                           prefix=self.store_prefix, timeout=self.store_timeout,
+                           wait_replicas=self.store_wait_replicas)
 
     def proxy_mode(self) -> ProxyMode | None:
         """Proxy mode as configured (None: direct TLS); ``ValueError`` naming the option."""

@@ -8,10 +8,11 @@ from typing import Any
 import click
 from cryptography import x509
 
-from authz.cli.options import data_dir_option, echo_json, with_store
+from authz.cli.options import echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
 from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
+from authz.storage.config import StoreConfig
 
 __all__ = ["clients"]
 
@@ -64,9 +65,9 @@ def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
 @click.option("--unbound-tokens", is_flag=True,
               help="Issue access tokens without cnf (tls_client_certificate_bound_access_tokens=false).")
 @click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
-@data_dir_option
+@store_option
 def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, unbound_tokens: bool,
-        replace: bool, data_dir: Path, **subjects: str | None) -> None:
+        replace: bool, store: StoreConfig, **subjects: str | None) -> None:
     """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
     self_signed_tls_client_auth with one or more --cert)."""
     given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
@@ -97,15 +98,15 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, u
         except InvalidClientMetadata as exc:
             raise click.BadParameter(str(exc), param_hint="--cert") from exc
 
-    async def register(store: RecordStore) -> None:
+    async def register(records: RecordStore) -> None:
         try:
-            await ClientDirectory(store).register(metadata, replace=replace)
+            await ClientDirectory(records).register(metadata, replace=replace)
         except InvalidClientMetadata as exc:
             raise click.ClickException(f"invalid client metadata: {exc}") from exc
         except KeyError:
             raise click.ClickException(f"client {client_id!r} exists; pass --replace to overwrite it") from None
 
-    with_store(data_dir, register, create=True)
+    with_store(store, register, create=True)
     click.echo(f"registered {client_id} ({auth_method})")
 
 
@@ -134,30 +135,30 @@ def _summary(key: str, metadata: dict[str, Any] | CorruptRecord) -> str:
 
 
 @clients.command("list")
-@data_dir_option
-def list_(data_dir: Path) -> None:
+@store_option
+def list_(store: StoreConfig) -> None:
     """One line per client: id, method, subject or number of certificates, scopes."""
 
-    async def fetch(store: RecordStore) -> list[tuple[str, dict[str, Any] | CorruptRecord]]:
-        return await ClientDirectory(store).all_metadata()
+    async def fetch(records: RecordStore) -> list[tuple[str, dict[str, Any] | CorruptRecord]]:
+        return await ClientDirectory(records).all_metadata()
 
-    for key, metadata in with_store(data_dir, fetch):
+    for key, metadata in with_store(store, fetch):
         click.echo(_summary(key, metadata))
 
 
 @clients.command("show")
 @click.argument("client_id")
-@data_dir_option
-def show(client_id: str, data_dir: Path) -> None:
+@store_option
+def show(client_id: str, store: StoreConfig) -> None:
     """The stored metadata of CLIENT_ID, as JSON."""
 
-    async def fetch(store: RecordStore) -> dict[str, Any] | None:
+    async def fetch(records: RecordStore) -> dict[str, Any] | None:
         try:
-            return await ClientDirectory(store).metadata(client_id)
+            return await ClientDirectory(records).metadata(client_id)
         except CorruptRecord as exc:
             raise _corrupt(exc) from exc
 
-    metadata = with_store(data_dir, fetch)
+    metadata = with_store(store, fetch)
     if metadata is None:
         raise click.ClickException(f"no client {client_id!r}")
     echo_json(metadata)
@@ -169,13 +170,13 @@ def show(client_id: str, data_dir: Path) -> None:
 
 @clients.command("remove")
 @click.argument("client_id")
-@data_dir_option
-def remove(client_id: str, data_dir: Path) -> None:
-    """Delete CLIENT_ID. Running servers stop accepting it within the store poll interval."""
+@store_option
+def remove(client_id: str, store: StoreConfig) -> None:
+    """Delete CLIENT_ID. Running servers stop accepting it within a second."""
 
-    async def delete(store: RecordStore) -> bool:
-        return await ClientDirectory(store).remove(client_id)
+    async def delete(records: RecordStore) -> bool:
+        return await ClientDirectory(records).remove(client_id)
 
-    if not with_store(data_dir, delete):
+    if not with_store(store, delete):
         raise click.ClickException(f"no client {client_id!r}")
     click.echo(f"removed {client_id}")

@@ -10,7 +10,7 @@ import click
 import uvicorn
 from pydantic import ValidationError
 
-from authz.cli.options import with_store
+from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
 from authz.context import ConfigurationError, load_certificates
@@ -20,6 +20,7 @@ from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_developm
 from authz.proxy.options import proxy_options
 from authz.settings import Settings
 from authz.storage.base import RecordStore
+from authz.storage.config import StoreConfig
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
 __all__ = ["dev", "serve"]
@@ -74,7 +75,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
     # fail every worker's start-up with a traceback. This creates the first signing key, and
     # logs so in the server's format.
     configure_logging(settings.log_level, settings.log_format)
-    with_store(settings.data_dir, _load_signing_keys, create=True)
+    with_store(settings.store_config(), _load_signing_keys, create=True)
     if proxy_mode is not None and settings.issuer is None:
         click.secho("warning: behind a proxy, set --issuer to the public URL clients use: it is the tokens' iss "
                     "and the base of every endpoint in the metadata", fg="yellow", err=True)
@@ -112,8 +113,10 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
 @click.option("--host", help="Bind address (env AUTHZ_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (env AUTHZ_PORT, default 8443).")
-@click.option("--data-dir", type=click.Path(file_okay=False, readable=False, path_type=Path),
-              help="Store directory (env AUTHZ_DATA_DIR).")
+@store_location_options(environment=False)
+@click.option("--store-max-stale", type=float,
+              help="Seconds cached clients stay in use after losing Redis's change feed (env "
+                   "AUTHZ_STORE_MAX_STALE, default 60).")
 @click.option("--issuer", help="Issuer URL (env AUTHZ_ISSUER, default https://HOST:PORT).")
 @click.option("--audience", help="aud of access tokens (env AUTHZ_AUDIENCE, default the issuer).")
 @click.option("--mtls-alias-base",
@@ -161,7 +164,7 @@ def dev(directory: Path, port: int) -> None:
             "jwks": {"keys": [jwk_for_certificate(self_signed)]}, "scope": "accounts:read",
         }, replace=True)
 
-    with_store(data_dir, register, create=True)
+    with_store(StoreConfig(data_dir=data_dir), register, create=True)
     url = f"https://127.0.0.1:{port}/token"
     d = pki.directory
     click.echo(

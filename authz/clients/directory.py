@@ -1,9 +1,10 @@
 """Registered clients with an in-process cache in front of the store.
 
 The token endpoint looks clients up on every request; a cache hit is a dict lookup.
-Entries are dropped when this process writes a client and, through ``ChangeWatcher``,
+Entries are dropped when this process writes a client and, through the store's change feed,
 when another process does. Unknown client_ids are cached too (bounded), so garbage ids
-cannot make every request reach the store.
+cannot make every request reach the store. While the feed cannot vouch for the cache (Redis
+unreachable for longer than ``--store-max-stale``), lookups bypass it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import structlog
 
 from authz.clients.model import InvalidClientMetadata, RegisteredClient
 from authz.storage.base import CorruptRecord, RecordStore
-from authz.storage.watcher import ChangeWatcher
+from authz.storage.changes import ChangeFeed
 
 __all__ = ["ClientDirectory", "UnusableRegistration", "stored_client"]
 
@@ -47,25 +48,42 @@ class UnusableRegistration(Exception):
 
 
 class ClientDirectory:
-    def __init__(self, store: RecordStore, watcher: ChangeWatcher | None = None, cache_size: int = 10_000) -> None:
+    def __init__(self, store: RecordStore, feed: ChangeFeed | None = None, cache_size: int = 10_000) -> None:
         self._store = store
         self._cache: OrderedDict[str, RegisteredClient | UnusableRegistration | None] = OrderedDict()
         self._cache_size = cache_size
-        if watcher is not None:
-            watcher.on_change(self.invalidate)
+        self._feed = feed
+        # Moves at every invalidation: a lookup that read the store before a change was
+        # announced must not cache what it read after the announcement dropped the entry.
+        self._generation = 0
+        if feed is not None:
+            feed.on_change(KIND, self._forget)
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        self._forget(None)
+
+    def _forget(self, client_id: str | None) -> None:
+        self._generation += 1
+        if client_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)
 
     async def get(self, client_id: str) -> RegisteredClient | None:
         """The client, None if unknown; ``UnusableRegistration`` if stored but invalid."""
-        try:
-            entry = self._cache[client_id]
-        except KeyError:
+        if self._feed is not None and not self._feed.current():
+            self.invalidate()  # nothing cached before or during the outage may be trusted
             entry = await self._load(client_id)
-            self._cache[client_id] = entry
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        else:
+            try:
+                entry = self._cache[client_id]
+            except KeyError:
+                generation = self._generation
+                entry = await self._load(client_id)
+                if generation == self._generation:
+                    self._cache[client_id] = entry
+                    if len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
         if isinstance(entry, UnusableRegistration):
             raise entry
         return entry
@@ -110,6 +128,6 @@ class ClientDirectory:
         return await self._store.find(KIND, client_id)
 
     def _changed(self) -> None:
-        # Our own write: only our cache is stale. Other processes learn of it through
-        # their ChangeWatcher (SQLite's data_version moves for every other connection).
+        # Our own write: only our cache is stale. Other processes learn of it through their
+        # change feed (SQLite's data_version moves for every other connection; Redis publishes).
         self.invalidate()

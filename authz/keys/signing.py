@@ -19,7 +19,7 @@ import structlog
 from joserfc.jwk import ECKey
 
 from authz.storage.base import RecordStore, StorageError
-from authz.storage.watcher import ChangeWatcher
+from authz.storage.changes import ChangeFeed
 from authz.tokens.compact_signer import ES256CompactSigner
 
 __all__ = ["ActiveKey", "SigningKeys"]
@@ -63,13 +63,15 @@ def _import(record: dict[str, Any]) -> ActiveKey:
 
 
 class SigningKeys:
-    def __init__(self, store: RecordStore, watcher: ChangeWatcher | None = None) -> None:
+    def __init__(self, store: RecordStore, feed: ChangeFeed | None = None) -> None:
         self._store = store
         self._active: ActiveKey | None = None
         self._jwks: dict[str, Any] = {"keys": []}
         self._reload_task: asyncio.Task[None] | None = None
-        if watcher is not None:
-            watcher.on_change(self._schedule_reload)
+        # A change announced while a reload is reading: that reload may have read before it.
+        self._reload_again = False
+        if feed is not None:
+            feed.on_change(KIND, self._schedule_reload)
 
     @property
     def active(self) -> ActiveKey:
@@ -130,12 +132,19 @@ class SigningKeys:
                 await self._reload_task
             self._reload_task = None
 
-    def _schedule_reload(self) -> None:
+    def _schedule_reload(self, record_id: str | None = None) -> None:
         if self._reload_task is None or self._reload_task.done():
             self._reload_task = asyncio.get_running_loop().create_task(self._reload())
+        else:
+            self._reload_again = True
 
     async def _reload(self) -> None:
-        try:
-            await self.load()
-        except StorageError as exc:
-            log.error("signing_key_reload_failed", error=str(exc))
+        self._reload_again = True
+        while self._reload_again:
+            self._reload_again = False
+            try:
+                await self.load()
+            except StorageError as exc:
+                # The keys in memory stay in use; the next change (or reconnection) retries.
+                log.error("signing_key_reload_failed", error=str(exc))
+                return

@@ -3,13 +3,14 @@
 Records are JSON objects addressed by ``(kind, id)``, optionally expiring. Five verbs cover
 the server's needs and map one to one onto Redis keys with a TTL: ``find``, ``upsert``,
 ``insert`` (only if absent, atomically: the first writer wins), ``destroy`` and ``all``.
-``change_marker`` lets in-process caches notice writes made by other processes.
+``change_feed`` tells in-process caches about writes made by other processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any, Protocol
+
+from authz.storage.changes import ChangeFeed
 
 __all__ = ["CorruptRecord", "Record", "RecordStore", "StorageError"]
 
@@ -56,5 +57,9 @@ class RecordStore(Protocol):
         """Every live record of ``kind`` with its id, in id order; a record that cannot be
         decoded is its ``CorruptRecord``, so that the others can still be listed."""
 
-    async def change_marker(self) -> Hashable:
-        """A value that differs whenever any process wrote since the last call returned."""
+    def change_feed(self, *, poll_interval: float, max_stale: float) -> ChangeFeed:
+        """The feed that reports writes to this store, by whatever process (not started)."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (never with a password)."""

@@ -21,7 +21,9 @@ from pathlib import Path
 import aiosqlite
 
 from authz.storage.base import CorruptRecord, Record, StorageError
+from authz.storage.changes import ChangeFeed
 from authz.storage.sqlite_failures import store_failure
+from authz.storage.watcher import PollingChangeFeed
 
 __all__ = ["SQLiteRecordStore"]
 
@@ -45,6 +47,13 @@ class SQLiteRecordStore:
         # How long a query waits for another process's write lock before failing.
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def change_feed(self, *, poll_interval: float, max_stale: float) -> ChangeFeed:
+        return PollingChangeFeed(self.change_marker, poll_interval)
 
     def exists(self) -> bool:
         """Whether the store file exists (a quick stat, for the CLI before it opens the store)."""

@@ -13,7 +13,6 @@ from authz.keys.signing import SigningKeys
 from authz.settings import Settings
 from authz.storage.base import CorruptRecord, StorageError
 from authz.storage.sqlite import SQLiteRecordStore
-from authz.storage.watcher import ChangeWatcher
 from authz.tokens.revocation import RevocationList
 
 CLIENT = {"client_id": "c1", "token_endpoint_auth_method": "tls_client_auth",
@@ -74,7 +73,7 @@ async def test_cache_sees_writes_from_another_process(tmp_path: Path) -> None:
     server_store, cli_store = SQLiteRecordStore(tmp_path), SQLiteRecordStore(tmp_path)
     await server_store.open()
     await cli_store.open()
-    watcher = ChangeWatcher(server_store, interval=0.05)
+    watcher = server_store.change_feed(poll_interval=0.05, max_stale=60)
     directory = ClientDirectory(server_store, watcher)
     await watcher.start()
     try:

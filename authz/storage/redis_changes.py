@@ -1,0 +1,150 @@
+"""The change feed of the Redis store: a subscription to the channel its writes publish on.
+
+Every write script publishes ``[kind, id]`` atomically with the write, so an instance that is
+subscribed hears of every change within milliseconds and drops just that record from its
+caches. A subscription can only miss messages while it is down; so whenever it is
+(re-)established, every cache is told that anything may have changed.
+
+While the subscription is down (Redis restarting, a failover, a network cut), caches stay
+trusted for ``max_stale`` seconds (``--store-max-stale``): a cached client keeps getting
+tokens through a short outage. After that, ``current()`` is false and the caches are bypassed,
+so an instance cut off from Redis cannot keep serving a client removed meanwhile.
+
+A PING every second on the subscribed connection tells a silent dead connection (a half-open
+TCP connection after a failover or a cut) from a quiet channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from redis.exceptions import RedisError
+
+from authz.storage.base import StorageError
+from authz.storage.changes import ChangeCallback, ChangeListeners
+
+if TYPE_CHECKING:
+    from authz.storage.redis_store import RedisRecordStore
+
+__all__ = ["RedisChangeFeed"]
+
+log = structlog.get_logger("authz.storage")
+
+# Seconds between PINGs on the subscribed connection, and the silence after which it is
+# taken for dead.
+_PING_EVERY = 1.0
+_DEAD_AFTER = 3.0
+# Reconnection back-off, from first to largest (seconds).
+_RETRY_FIRST, _RETRY_MAX = 0.05, 1.0
+
+
+class RedisChangeFeed:
+    def __init__(self, store: RedisRecordStore, *, max_stale: float) -> None:
+        self._store = store
+        self._max_stale = max_stale
+        self._listeners = ChangeListeners()
+        self._task: asyncio.Task[None] | None = None
+        self._lost_since: float | None = None  # monotonic time the subscription went down
+        self._subscribed = asyncio.Event()
+        self._attempt = 0
+
+    def on_change(self, kind: str, callback: ChangeCallback) -> None:
+        self._listeners.add(kind, callback)
+
+    def current(self) -> bool:
+        return self._lost_since is None or time.monotonic() - self._lost_since < self._max_stale
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="authz-store-changes")
+        # Until subscribed, a change could be missed: start-up waits for it (bounded, since a
+        # store that just answered PING should accept a SUBSCRIBE at once).
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout=self._store_timeout() * 3)
+        except TimeoutError:
+            await self.stop()
+            raise StorageError(f"cannot subscribe to {self._store.channel} on the store at {self._store.location}: "
+                               "no confirmation in time") from None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _store_timeout(self) -> float:
+        return float(self._store.clients.connection_options["socket_timeout"])
+
+    async def _run(self) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                await self._listen()
+            except (RedisError, OSError) as exc:
+                if self._lost_since is None:
+                    self._lost_since = time.monotonic()
+                    log.warning("store_change_feed_lost", store=self._store.location, error=str(exc) or repr(exc),
+                                caches_trusted_for=self._max_stale)
+                self._attempt += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+            else:  # pragma: no cover - _listen returns only by raising
+                delay = _RETRY_FIRST
+
+    async def _listen(self) -> None:
+        client = self._store.clients.subscriber(self._attempt)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self._store.channel)
+            heard = time.monotonic()
+            pinged = 0.0
+            while True:
+                message = await pubsub.get_message(timeout=_PING_EVERY / 2)
+                now = time.monotonic()
+                if message is not None:
+                    heard = now
+                    self._handle(message)
+                elif now - heard > _DEAD_AFTER:
+                    raise RedisError(f"no answer on the subscription for {_DEAD_AFTER:g} s")
+                if now - pinged >= _PING_EVERY:
+                    await pubsub.ping()
+                    pinged = now
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if client is not self._store.clients.commands:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        if kind == "subscribe":
+            self._on_subscribed()
+        elif kind == "message":
+            self._on_message(message.get("data"))
+
+    def _on_subscribed(self) -> None:
+        if self._lost_since is not None:
+            log.info("store_change_feed_restored", store=self._store.location,
+                     down_for=round(time.monotonic() - self._lost_since, 3))
+            self._lost_since = None
+            # Changes made while unsubscribed were not heard: forget everything cached.
+            self._listeners.everything_changed()
+        self._subscribed.set()
+
+    def _on_message(self, data: object) -> None:
+        try:
+            kind, record_id = json.loads(data)  # type: ignore[arg-type]
+            if not isinstance(kind, str) or not isinstance(record_id, str):
+                raise TypeError("not two strings")
+        except (TypeError, ValueError) as exc:
+            # Someone else publishes on our channel: be safe, forget everything.
+            log.warning("store_change_message_unreadable", message=repr(data)[:200], error=str(exc))
+            self._listeners.everything_changed()
+            return
+        self._listeners.changed(kind, record_id)
