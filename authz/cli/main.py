@@ -8,6 +8,7 @@ from authz.cli.clients import clients
 from authz.cli.keys import keys
 from authz.cli.pki import pki
 from authz.cli.serve import dev, serve
+from authz.cli.store import store
 from authz_resource.sample.cli import sample_api
 
 __all__ = ["main"]
@@ -22,6 +23,7 @@ def main() -> None:
 main.add_command(pki)
 main.add_command(clients)
 main.add_command(keys)
+main.add_command(store)
 main.add_command(serve)
 main.add_command(dev)
 main.add_command(sample_api)  # the resource server's sample API (package authz_resource)

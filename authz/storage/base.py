@@ -57,6 +57,10 @@ class RecordStore(Protocol):
         """Every live record of ``kind`` with its id, in id order; a record that cannot be
         decoded is its ``CorruptRecord``, so that the others can still be listed."""
 
+    async def dump(self, kind: str) -> list[tuple[str, Record | CorruptRecord, float | None]]:
+        """``entries`` with each record's expiry (POSIX time, None for none): what a copy to
+        another store needs to keep a revocation no longer than its token."""
+
     def change_feed(self, *, poll_interval: float, max_stale: float) -> ChangeFeed:
         """The feed that reports writes to this store, by whatever process (not started)."""
 

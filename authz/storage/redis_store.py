@@ -162,10 +162,15 @@ class RedisRecordStore:
         return records
 
     async def entries(self, kind: str) -> list[tuple[str, Record | CorruptRecord]]:
+        return [(record_id, record) for record_id, record, _ in await self.dump(kind)]
+
+    async def dump(self, kind: str) -> list[tuple[str, Record | CorruptRecord, float | None]]:
         now_ms = int(time.time() * 1000)
-        raw_ids = await self._call("read", lambda redis: redis.zrangebyscore(self._index_key(kind), now_ms, "+inf"))
-        ids = sorted(i.decode() for i in raw_ids)
-        entries: list[tuple[str, Record | CorruptRecord]] = []
+        scored = await self._call("read", lambda redis: redis.zrangebyscore(self._index_key(kind), now_ms, "+inf",
+                                                                           withscores=True))
+        expiry = {raw.decode(): (None if score == float("inf") else score / 1000) for raw, score in scored}
+        ids = sorted(expiry)
+        dumped: list[tuple[str, Record | CorruptRecord, float | None]] = []
         for start in range(0, len(ids), _LIST_BATCH):
             batch = ids[start:start + _LIST_BATCH]
             keys = [self._record_key(kind, record_id) for record_id in batch]
@@ -174,10 +179,11 @@ class RedisRecordStore:
                 if raw is None:  # expired or removed between the two reads
                     continue
                 try:
-                    entries.append((record_id, _decode(raw, kind, record_id)))
+                    record: Record | CorruptRecord = _decode(raw, kind, record_id)
                 except CorruptRecord as exc:
-                    entries.append((record_id, exc))
-        return entries
+                    record = exc
+                dumped.append((record_id, record, expiry[record_id]))
+        return dumped
 
     async def _write(self, kind: str, record_id: str, value: Record, expires_at: float | None, *,
                      only_if_absent: bool) -> bool:

@@ -152,23 +152,28 @@ class SQLiteRecordStore:
         return cursor.rowcount > 0
 
     async def all(self, kind: str) -> list[Record]:
-        return [_decode(value, kind, record_id) for record_id, value in await self._rows(kind)]
+        return [_decode(value, kind, record_id) for record_id, value, _ in await self._rows(kind)]
 
     async def entries(self, kind: str) -> list[tuple[str, Record | CorruptRecord]]:
-        entries: list[tuple[str, Record | CorruptRecord]] = []
-        for record_id, value in await self._rows(kind):
-            try:
-                entries.append((record_id, _decode(value, kind, record_id)))
-            except CorruptRecord as exc:
-                entries.append((record_id, exc))
-        return entries
+        return [(record_id, record) for record_id, record, _ in await self.dump(kind)]
 
-    async def _rows(self, kind: str) -> list[tuple[str, str]]:
+    async def dump(self, kind: str) -> list[tuple[str, Record | CorruptRecord, float | None]]:
+        dumped: list[tuple[str, Record | CorruptRecord, float | None]] = []
+        for record_id, value, expires_at in await self._rows(kind):
+            try:
+                dumped.append((record_id, _decode(value, kind, record_id), expires_at))
+            except CorruptRecord as exc:
+                dumped.append((record_id, exc, expires_at))
+        return dumped
+
+    async def _rows(self, kind: str) -> list[tuple[str, str, float | None]]:
         async with self._using("read") as db, db.execute(
-            "SELECT id, value FROM records WHERE kind = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+            "SELECT id, value, expires_at FROM records WHERE kind = ? AND (expires_at IS NULL OR expires_at > ?) "
+            "ORDER BY id",
             (kind, time.time()),
         ) as cursor:
-            return [(str(record_id), str(value)) for record_id, value in await cursor.fetchall()]
+            return [(str(record_id), str(value), None if expires_at is None else float(expires_at))
+                    for record_id, value, expires_at in await cursor.fetchall()]
 
     async def change_marker(self) -> Hashable:
         # data_version changes when *another* connection committed; this connection's own
