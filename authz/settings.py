@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     store_timeout: float = Field(2.0, gt=0, le=60, description="seconds a Redis command may take")
     store_max_stale: float = Field(60.0, ge=0, le=86_400,
                                    description="seconds caches stay trusted after losing Redis's change feed")
-    store_wait_replicas: int = Field(0, ge=0, le=16,
-                                     description="Redis replicas that must hold a write before it is acknowledged")
+    store_wait_replicas: int | None = Field(None, ge=0, le=16,
+                                            description="Redis replicas that must hold a write before it is "
+                                                        "acknowledged; default 1 with Sentinel, else 0")
     store_poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between cross-process cache checks")
     proxy_cert_header: Literal["rfc9440", "nginx", "haproxy", "apache", "envoy", "traefik", "aws-alb"] | None = Field(
         None, description="take the client certificate from this proxy's header (proxy mode)"

@@ -57,7 +57,8 @@ def store_location_options(*, environment: bool) -> Callable[[F], F]:
             click.option("--store-timeout", type=float, **env("STORE_TIMEOUT"),
                          help=f"Seconds a Redis command may take (default 2){help_env('STORE_TIMEOUT')}."),
             click.option("--store-wait-replicas", type=int, **env("STORE_WAIT_REPLICAS"),
-                         help="Redis replicas that must hold a write before it is acknowledged (WAIT; default 0)"
+                         help="Redis replicas that must hold a write before it is acknowledged (WAIT; default 1 with "
+                              "Sentinel, else 0)"
                               f"{help_env('STORE_WAIT_REPLICAS')}."),
         ]):
             command = option(command)

@@ -22,7 +22,9 @@ class StoreConfig:
     tls_key: Path | None = None
     prefix: str = "authz"
     timeout: float = 2.0
-    wait_replicas: int = 0
+    # Replicas a write must reach before it is acknowledged; None: 1 with Sentinel (whose
+    # failover would otherwise lose what only the old master took), 0 otherwise.
+    wait_replicas: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -46,7 +48,7 @@ class StoreConfig:
         """Raise ``StoreLocationError`` now rather than at the first connect."""
         if not self.embedded:
             self.redis_location()
-        elif self.password_file or self.tls_ca or self.tls_cert or self.tls_key or self.wait_replicas:
+        elif self.password_file or self.tls_ca or self.tls_cert or self.tls_key or self.wait_replicas is not None:
             raise StoreLocationError("the --store-* options need a Redis --store URL; without one the store "
                                      "is the embedded SQLite file in --data-dir")
 
@@ -59,5 +61,9 @@ class StoreConfig:
         from authz.storage.redis_connection import RedisTLS
         from authz.storage.redis_store import RedisRecordStore
 
-        return RedisRecordStore(self.redis_location(), tls=RedisTLS(self.tls_ca, self.tls_cert, self.tls_key),
-                                prefix=self.prefix, timeout=self.timeout, wait_replicas=self.wait_replicas)
+        location = self.redis_location()
+        wait_replicas = self.wait_replicas
+        if wait_replicas is None:
+            wait_replicas = 1 if location.topology == "sentinel" else 0
+        return RedisRecordStore(location, tls=RedisTLS(self.tls_ca, self.tls_cert, self.tls_key),
+                                prefix=self.prefix, timeout=self.timeout, wait_replicas=wait_replicas)

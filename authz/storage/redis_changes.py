@@ -10,8 +10,14 @@ trusted for ``max_stale`` seconds (``--store-max-stale``): a cached client keeps
 tokens through a short outage. After that, ``current()`` is false and the caches are bypassed,
 so an instance cut off from Redis cannot keep serving a client removed meanwhile.
 
-A PING every second on the subscribed connection tells a silent dead connection (a half-open
-TCP connection after a failover or a cut) from a quiet channel.
+Each second the feed publishes a heartbeat of its own through the command connection (which
+reaches the current master) and expects to hear it on its subscription. Three seconds without
+it, the subscription is taken for dead and made again. This proves the whole path a change
+takes, whatever the topology: it catches a half-open connection after a network cut, and a
+subscription left on a node that a Sentinel failover turned into a replica (Sentinel does not
+disconnect subscribers). With Sentinel, each heartbeat also asks the Sentinels which node is the
+master, and subscribes again when it is not the one subscribed to: a replica, where PUBLISH
+works too, would hear the heartbeats without hearing the master's changes.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
 from typing import TYPE_CHECKING
 
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from authz.storage.base import StorageError
@@ -35,10 +43,12 @@ __all__ = ["RedisChangeFeed"]
 
 log = structlog.get_logger("authz.storage")
 
-# Seconds between PINGs on the subscribed connection, and the silence after which it is
+# Seconds between heartbeats, and how long the subscription may miss its own before it is
 # taken for dead.
-_PING_EVERY = 1.0
+_HEARTBEAT_EVERY = 1.0
 _DEAD_AFTER = 3.0
+# The "kind" of heartbeat messages; no record kind can be empty.
+_HEARTBEAT = ""
 # Reconnection back-off, from first to largest (seconds).
 _RETRY_FIRST, _RETRY_MAX = 0.05, 1.0
 
@@ -52,6 +62,8 @@ class RedisChangeFeed:
         self._lost_since: float | None = None  # monotonic time the subscription went down
         self._subscribed = asyncio.Event()
         self._attempt = 0
+        self._nonce = secrets.token_hex(8)  # tells our heartbeats from other instances'
+        self._heard_heartbeat = 0.0
 
     def on_change(self, kind: str, callback: ChangeCallback) -> None:
         self._listeners.add(kind, callback)
@@ -99,27 +111,38 @@ class RedisChangeFeed:
     async def _listen(self) -> None:
         client = self._store.clients.subscriber(self._attempt)
         pubsub = client.pubsub()
+        heartbeat = json.dumps([_HEARTBEAT, self._nonce])
         try:
             await pubsub.subscribe(self._store.channel)
-            heard = time.monotonic()
-            pinged = 0.0
+            self._heard_heartbeat = time.monotonic()
+            sent = 0.0
             while True:
-                message = await pubsub.get_message(timeout=_PING_EVERY / 2)
-                now = time.monotonic()
+                message = await pubsub.get_message(timeout=_HEARTBEAT_EVERY / 4)
                 if message is not None:
-                    heard = now
                     self._handle(message)
-                elif now - heard > _DEAD_AFTER:
-                    raise RedisError(f"no answer on the subscription for {_DEAD_AFTER:g} s")
-                if now - pinged >= _PING_EVERY:
-                    await pubsub.ping()
-                    pinged = now
+                now = time.monotonic()
+                if now - self._heard_heartbeat > _DEAD_AFTER:
+                    raise RedisError(f"the subscription missed this instance's heartbeats for {_DEAD_AFTER:g} s")
+                if now - sent >= _HEARTBEAT_EVERY:
+                    sent = now
+                    await self._store.clients.commands.publish(self._store.channel, heartbeat)
+                    await self._require_master(pubsub)
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
             if client is not self._store.clients.commands:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
+
+    async def _require_master(self, pubsub: PubSub) -> None:
+        master = await self._store.clients.master_address()
+        connection = pubsub.connection
+        if master is None or connection is None:
+            return
+        subscribed = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0)))
+        if subscribed != master:
+            raise RedisError(f"subscribed to {subscribed[0]}:{subscribed[1]}, no longer the master "
+                             f"({master[0]}:{master[1]} is)")
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message.get("type")
@@ -146,5 +169,9 @@ class RedisChangeFeed:
             # Someone else publishes on our channel: be safe, forget everything.
             log.warning("store_change_message_unreadable", message=repr(data)[:200], error=str(exc))
             self._listeners.everything_changed()
+            return
+        if kind == _HEARTBEAT:
+            if record_id == self._nonce:
+                self._heard_heartbeat = time.monotonic()
             return
         self._listeners.changed(kind, record_id)

@@ -20,7 +20,11 @@ from redis.backoff import NoBackoff
 
 from authz.storage.location import RedisLocation
 
-__all__ = ["RedisClients", "RedisTLS", "connect"]
+__all__ = ["MAX_COMMANDS_IN_FLIGHT", "RedisClients", "RedisTLS", "connect"]
+
+# Commands one process has in flight at once (the store queues the rest, within its timeout);
+# the pools hold a few more connections, for the subscription.
+MAX_COMMANDS_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,21 @@ class RedisClients:
     commands: Redis | RedisCluster
     subscriber_addresses: tuple[tuple[str, int], ...]  # cluster: any node relays PUBLISH
     connection_options: dict[str, Any]
+    sentinel: Sentinel | None = None
+    service: str | None = None
+
+    async def close(self) -> None:
+        await self.commands.aclose()
+        if self.sentinel is not None:  # its own connections to the Sentinels
+            for client in self.sentinel.sentinels:
+                await client.aclose()
+
+    async def master_address(self) -> tuple[str, int] | None:
+        """The master the Sentinels name now (None without Sentinel)."""
+        if self.sentinel is None or self.service is None:
+            return None
+        host, port = await self.sentinel.discover_master(self.service)
+        return str(host), int(port)
 
     def subscriber(self, attempt: int) -> Redis:
         """A client whose ``pubsub()`` reaches the store's messages; ``attempt`` rotates
@@ -59,6 +78,7 @@ def connect(location: RedisLocation, tls: RedisTLS, timeout: float) -> RedisClie
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), retries=1),
         "decode_responses": False,
+        "max_connections": MAX_COMMANDS_IN_FLIGHT + 4,
     }
     if location.tls:
         options.update(ssl=True, ssl_ca_certs=_path(tls.ca_file), ssl_certfile=_path(tls.cert_file),
@@ -74,6 +94,7 @@ def connect(location: RedisLocation, tls: RedisTLS, timeout: float) -> RedisClie
         sentinel = Sentinel(list(location.addresses), sentinel_kwargs=_sentinel_options(options),  # type: ignore[no-untyped-call]
                             **options)
         commands = sentinel.master_for(location.service, db=location.db)
+        return RedisClients(commands, location.addresses, options, sentinel, location.service)
     return RedisClients(commands, location.addresses, options)
 
 

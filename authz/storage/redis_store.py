@@ -19,6 +19,7 @@ every request wait for its own connect timeout against a server known to be down
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -41,7 +42,7 @@ from redis.exceptions import (
 from authz.storage.base import CorruptRecord, Record, StorageError
 from authz.storage.changes import ChangeFeed
 from authz.storage.location import RedisLocation
-from authz.storage.redis_connection import RedisClients, RedisTLS, connect
+from authz.storage.redis_connection import MAX_COMMANDS_IN_FLIGHT, RedisClients, RedisTLS, connect
 
 __all__ = ["FAIL_FAST_SECONDS", "RedisRecordStore"]
 
@@ -95,6 +96,8 @@ class RedisRecordStore:
         self._clients: RedisClients | None = None
         self._unreachable_until = 0.0
         self._last_failure = ""
+        # redis-py refuses a command when its pool is exhausted: queue them here instead.
+        self._in_flight = asyncio.Semaphore(MAX_COMMANDS_IN_FLIGHT)
 
     @property
     def location(self) -> str:
@@ -124,7 +127,7 @@ class RedisRecordStore:
         if self._clients is not None:
             clients, self._clients = self._clients, None
             try:
-                await clients.commands.aclose()
+                await clients.close()
             except RedisError as exc:
                 raise self._failure("close", exc) from exc
 
@@ -214,6 +217,12 @@ class RedisRecordStore:
             raise StorageError(f"cannot {action} the store at {self.location}: {self._last_failure} "
                                f"(not retried for {self._unreachable_until - now:.1f} s more)")
         try:
+            async with asyncio.timeout(self._timeout):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise StorageError(f"cannot {action} the store at {self.location}: {MAX_COMMANDS_IN_FLIGHT} commands "
+                               f"in flight for over {self._timeout:g} s (--store-timeout)") from None
+        try:
             return await command(self.clients.commands)
         except RedisError as exc:
             failure = self._failure(action, exc)
@@ -223,6 +232,8 @@ class RedisRecordStore:
             raise failure from exc
         except OSError as exc:  # a TLS file that cannot be read, raised at connect
             raise StorageError(f"cannot {action} the store at {self.location}: {exc}") from exc
+        finally:
+            self._in_flight.release()
 
     def _failure(self, action: str, exc: RedisError) -> StorageError:
         return StorageError(f"cannot {action} the store at {self.location}: {_cause(exc, self._timeout)}")
