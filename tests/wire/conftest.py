@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+# The Redis fixtures, for the tests of this directory (the names are what pytest looks for).
+from tests.support.redis_servers import (  # noqa: F401
+    redis_cluster,
+    redis_cluster_servers,
+    redis_sentinel,
+    redis_sentinel_servers,
+    redis_servers,
+)
 from tests.support.server import RunningServer, start_server
 from tests.wire.client import WireClient
 from tests.wire.material import WirePKI, build_wire_pki, register_clients
