@@ -59,7 +59,7 @@ class ClientAuthenticator:
             error_description=description,
             **fields,
         )
-        return MutualTLSClientError(description, self.realm)
+        return MutualTLSClientError(description, self.realm, _authorization_scheme(request))
 
     def _resolve(self, request: ClientRequest) -> RegisteredClient:
         other = [p for p in OTHER_MECHANISM_PARAMETERS if p in request.form]
@@ -142,3 +142,15 @@ def _unparsable_fields(rejected: CertificateRejected) -> dict[str, Any]:
     # Refused before parsing (authz.certificates.limits): what was over the limit.
     return {"cert": "refused", "cert_refusal": rejected.reason.name.lower(), "cert_problem": rejected.detail,
             "cert_sha256": rejected.cert_sha256}
+
+
+def _authorization_scheme(request: ClientRequest) -> str | None:
+    """The scheme of the request's Authorization header (RFC 7235 token characters only, so
+    that nothing the client sent can break the challenge), or None without the header."""
+    value = request.headers.get("authorization")
+    if value is None:
+        return None
+    scheme = value.strip().split(" ", 1)[0]
+    if scheme and len(scheme) <= 32 and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in scheme):
+        return scheme
+    return "Basic"  # unreadable: the scheme RFC 6749 §2.3.1 defines for client credentials

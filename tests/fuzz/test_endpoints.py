@@ -124,7 +124,9 @@ def _check(request: dict[str, Any], answer: Answer) -> str:
     if answer.status >= 400:
         document = check_error_answer(answer)
         if answer.status == 401:
-            assert answer.headers.get(b"www-authenticate"), answer.headers
+            # RFC 6749 §5.2: a challenge exactly when the client used the Authorization header.
+            used_header = any(name.lower() == b"authorization" for name, _ in request["headers"])
+            assert bool(answer.headers.get(b"www-authenticate")) == used_header, answer.headers
         return f"{answer.status} {document['error']}: {document['error_description'][:50]}"
     assert answer.status == 200, answer.status
     document = answer.json()

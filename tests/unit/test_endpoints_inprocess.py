@@ -364,7 +364,8 @@ async def test_other_mechanism_without_a_certificate_names_only_what_was_sent(se
                                  headers={"authorization": "Basic cGtpOnM="})
     # One mechanism, which this server does not support: a failed client authentication.
     assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("MutualTLS ")
+    # RFC 6749 §5.2: the challenge names the scheme the client used.
+    assert response.headers["www-authenticate"].startswith('Basic realm="')
     assert response.json() == {"error": "invalid_client", "error_description": (
         "the request uses client authentication this server does not accept (Authorization header); "
         "authenticate with a TLS client certificate instead")}

@@ -132,13 +132,18 @@ def assert_oauth_error(response: WireResponse, status: int, error: str, descript
     assert response.headers["cache-control"] == "no-store"
 
 
-def assert_invalid_client(response: WireResponse, expected: RejectionReason | str, client_id: str | None) -> None:
-    """401 invalid_client with the MutualTLS challenge, and one log line saying why."""
+def assert_invalid_client(response: WireResponse, expected: RejectionReason | str, client_id: str | None, *,
+                          challenge: str | None = None) -> None:
+    """401 invalid_client, and one log line saying why. RFC 6749 §5.2: a ``WWW-Authenticate``
+    challenge only when the client used the Authorization header, naming its ``challenge``
+    scheme."""
     description = expected.public_description if isinstance(expected, RejectionReason) else expected
     assert_oauth_error(response, 401, "invalid_client", description)
-    assert response.headers["www-authenticate"] == (
-        f'MutualTLS realm="{response.issuer}", error="invalid_client", error_description="{description}"'
-    )
+    if challenge is None:
+        assert "www-authenticate" not in response.headers
+    else:
+        assert response.headers["www-authenticate"] == (
+            f'{challenge} realm="{response.issuer}", error="invalid_client", error_description="{description}"')
     [logged] = response.failures()
     assert logged["error_description"] == description
     assert logged.get("client_id") == client_id

@@ -43,7 +43,8 @@ def test_other_mechanism_without_a_certificate(wire: WireClient, form: dict[str,
                                                used: str) -> None:
     # One mechanism, which this server does not support: RFC 6749 §5.2 invalid_client.
     response = wire.post("/token", None, {**GRANT, **form}, headers=headers)
-    assert_invalid_client(response, unaccepted_mechanisms(used), "dn-client")
+    scheme = headers["Authorization"].split(" ")[0] if "Authorization" in headers else None
+    assert_invalid_client(response, unaccepted_mechanisms(used), "dn-client", challenge=scheme)
     [line] = response.failures()
     assert (line["reason"], line["mechanisms"], line["cert"]) == ("unsupported_method", used.split(", "), None)
 
