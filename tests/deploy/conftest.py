@@ -18,6 +18,7 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.deploy.proxies import PROXIES, RunningProxy, Site, UpstreamTLS
+from tests.deploy.shipped_redis import RedisServers
 from tests.resource.wire import start_sample_api
 from tests.support.pki import TestCA
 from tests.support.server import RunningServer, authz_cli, free_port, start_server
@@ -167,3 +168,13 @@ def jwks(deployment: Deployment) -> dict[str, Any]:
     assert response.status == 200
     keys: dict[str, Any] = response.json()
     return keys
+
+
+@pytest.fixture
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServers]:
+    """Starts Redis servers from deploy/redis/; every one is stopped when the test ends."""
+    servers = RedisServers(tmp_path_factory.mktemp("redis"))
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
