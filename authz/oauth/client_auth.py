@@ -150,7 +150,7 @@ def _authorization_scheme(request: ClientRequest) -> str | None:
     value = request.headers.get("authorization")
     if value is None:
         return None
-    scheme = value.strip().split(" ", 1)[0]
+    scheme = str(value).strip().split(" ", 1)[0]
     if scheme and len(scheme) <= 32 and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in scheme):
         return scheme
     return "Basic"  # unreadable: the scheme RFC 6749 §2.3.1 defines for client credentials
