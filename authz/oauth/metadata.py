@@ -18,12 +18,11 @@ MTLS_ENDPOINTS = {
 }
 
 
-class _Metadata(AuthorizationServerMetadata):  # type: ignore[misc]
-    def validate_response_types_supported(self) -> None:
-        # This server has no authorization endpoint, so it supports no response_type: the
-        # truthful value is an empty array (authlib insists on a non-empty one).
-        if not isinstance(self.get("response_types_supported"), list):
-            raise ValueError('"response_types_supported" MUST be JSON array')
+# RFC 8414 requires response_types_supported, and clients' validators (authlib's
+# AuthorizationServerMetadata, for one) refuse an empty array. This server has no
+# authorization endpoint: "none" (OAuth 2.0 Multiple Response Type Encoding Practices §4) is
+# the one registered value that grants nothing, so listing it promises no flow we lack.
+RESPONSE_TYPES_SUPPORTED = ["none"]
 
 
 def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str, Any]:
@@ -32,7 +31,7 @@ def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str,
         "issuer": issuer,
         **{name: issuer + path for name, path in MTLS_ENDPOINTS.items()},
         "jwks_uri": issuer + "/jwks",
-        "response_types_supported": [],
+        "response_types_supported": RESPONSE_TYPES_SUPPORTED,
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
@@ -43,5 +42,6 @@ def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str,
         metadata["mtls_endpoint_aliases"] = {
             name: mtls_alias_base + path for name, path in MTLS_ENDPOINTS.items()
         }
-    _Metadata(metadata).validate()
+    # authlib's own validation, unmodified: clients run the same one.
+    AuthorizationServerMetadata(metadata).validate()
     return metadata

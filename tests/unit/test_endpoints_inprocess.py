@@ -203,6 +203,10 @@ async def test_metadata(setup: Any) -> None:
     assert metadata["token_endpoint_auth_methods_supported"] == ["tls_client_auth", "self_signed_tls_client_auth"]
     assert metadata["tls_client_certificate_bound_access_tokens"] is True
     assert "mtls_endpoint_aliases" not in metadata
+    # The document as clients check it: authlib's RFC 8414 validation, unmodified.
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+    AuthorizationServerMetadata(metadata).validate()
+    assert metadata["response_types_supported"] == ["none"]
 
 
 class _Exchange:
