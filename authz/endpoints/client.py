@@ -64,7 +64,8 @@ class ClientEndpoint:
         try:
             form = await read_form(headers, receive)
         except MalformedForm as exc:
-            return oauth_error_response(InvalidRequestError(str(exc)), endpoint=self.name, peer=peer_address(scope))
+            error = InvalidRequestError(str(exc), status_code=exc.status)
+            return oauth_error_response(error, endpoint=self.name, peer=peer_address(scope))
         client: RegisteredClient | UnusableRegistration | None = None
         client_id = form.get("client_id")
         if client_id:

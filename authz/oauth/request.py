@@ -19,6 +19,7 @@ __all__ = [
     "MAX_FORM_BYTES",
     "ClientDisconnected",
     "ClientRequest",
+    "BodyTooLarge",
     "MalformedForm",
     "parse_form",
     "peer_address",
@@ -30,6 +31,14 @@ MAX_FORM_BYTES = 16 * 1024
 
 class MalformedForm(ValueError):
     """The body is not a well-formed ``application/x-www-form-urlencoded`` form."""
+
+    status = 400
+
+
+class BodyTooLarge(MalformedForm):
+    """The body is larger than any request of this server needs: 413 (RFC 9110 §15.5.14)."""
+
+    status = 413
 
 
 class ClientDisconnected(Exception):
@@ -65,7 +74,7 @@ async def read_form(headers: Headers, receive: Receive) -> dict[str, str]:
     # A malformed length is the HTTP server's to refuse; the read below enforces the limit
     # regardless. (bytes.isdigit() is ASCII-only.)
     if declared.isdigit() and (len(declared) > len(str(MAX_FORM_BYTES)) or int(declared) > MAX_FORM_BYTES):
-        raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
+        raise BodyTooLarge(f"the body exceeds {MAX_FORM_BYTES} bytes")
     return parse_form(await _read_body(receive))
 
 
@@ -87,7 +96,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk: bytes = message.get("body", b"")
         body += chunk
         if len(body) > MAX_FORM_BYTES:  # chunked, or a Content-Length that lied
-            raise MalformedForm(f"the body exceeds {MAX_FORM_BYTES} bytes")
+            raise BodyTooLarge(f"the body exceeds {MAX_FORM_BYTES} bytes")
         if not message.get("more_body", False):
             return body
 

@@ -104,6 +104,9 @@ def set_client_signature_algorithms(context: ssl.SSLContext, algorithms: tuple[s
     _set_list(context, _SSL_CTRL_SET_CLIENT_SIGALGS_LIST, "client signature algorithms", algorithms)
 
 
+ALPN_PROTOCOLS = ["http/1.1"]
+
+
 def apply(context: ssl.SSLContext) -> None:
     """Give a server context the profile; raise ``TLSProfileError`` if OpenSSL refuses a part."""
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -115,6 +118,10 @@ def apply(context: ssl.SSLContext) -> None:
     _set_list(context, _SSL_CTRL_SET_SIGALGS_LIST, "signature algorithms", SIGNATURE_ALGORITHMS)
     set_client_signature_algorithms(context, SIGNATURE_ALGORITHMS)
     _disable_resumption(context)
+    # ALPN: the one protocol the HTTP layer speaks (httptools, HTTP/1.1). Clients that offer
+    # h2 and http/1.1 (curl, Go, Node) then agree on HTTP/1.1 explicitly; a client offering
+    # only h2 gets no ALPN answer and may still speak HTTP/1.1 or give up, as it chooses.
+    context.set_alpn_protocols(ALPN_PROTOCOLS)
 
 
 def _disable_resumption(context: ssl.SSLContext) -> None:

@@ -144,7 +144,7 @@ async def test_an_unparsable_certificate_is_logged_with_its_sha256(setup: Any, m
     (b'{"grant_type":"client_credentials"}', {"content-type": "application/json"}, 400, "invalid_request",
      "x-www-form-urlencoded"),
     (b"grant_type=client_credentials&client_id=\xff", None, 400, "invalid_request", "UTF-8"),
-    (b"a" * 20000, None, 400, "invalid_request", "exceeds"),
+    (b"a" * 20000, None, 413, "invalid_request", "exceeds"),
     (b"client_id=pki", None, 400, "invalid_request", "grant_type is required"),
     (b"grant_type=password&client_id=pki", None, 400, "unsupported_grant_type", "client_credentials"),
     (b'grant_type=%22%5C&client_id=pki', None, 400, "unsupported_grant_type", "client_credentials"),
@@ -254,7 +254,7 @@ async def test_declared_oversized_body_is_refused_before_it_is_read(setup: Any) 
     await exchange.run(wrapper, "/token", [_FORM, (b"content-length", b"999999")])
     assert exchange.received == 0
     status, body = exchange.reply
-    assert (status, body["error"]) == (400, "invalid_request")
+    assert (status, body["error"]) == (413, "invalid_request")
     assert "exceeds 16384 bytes" in body["error_description"]
 
 
@@ -275,7 +275,7 @@ async def test_chunked_body_is_refused_once_it_outgrows_the_limit(setup: Any) ->
     await exchange.run(wrapper, "/token", [_FORM])
     assert exchange.received == 5  # 5 x 4096 > 16384: no more is read
     status, body = exchange.reply
-    assert (status, body["error"]) == (400, "invalid_request")
+    assert (status, body["error"]) == (413, "invalid_request")
 
 
 async def test_unexpected_error_is_a_json_500_without_details(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:

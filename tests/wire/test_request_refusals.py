@@ -94,8 +94,9 @@ def test_form_that_is_not_utf8(wire: WireClient, pki: WirePKI) -> None:
 
 
 def test_body_over_16_kib(wire: WireClient, pki: WirePKI) -> None:
+    # 413 Content Too Large (RFC 9110 §15.5.14), with the OAuth error body clients read.
     response = wire.post("/token", pki["dn-client"], {**GRANT, "padding": "x" * 17_000})
-    assert_oauth_error(response, 400, "invalid_request", "the body exceeds 16384 bytes")
+    assert_oauth_error(response, 413, "invalid_request", "the body exceeds 16384 bytes")
 
 
 @pytest.mark.parametrize("parameter", ["client_id", "grant_type", "scope"])

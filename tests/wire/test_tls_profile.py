@@ -94,3 +94,20 @@ def test_no_tls12_session_is_handed_out(server: RunningServer, tmp_path: Path) -
     assert "TLS session ticket" not in result.output
     # ... so s_client, which saves only a session it could resume, saved none for -sess_in.
     assert not session.exists()
+
+
+@pytest.mark.parametrize(("offered", "selected"), [
+    ("h2,http/1.1", "http/1.1"),  # what curl, Go and Node offer: HTTP/1.1, said explicitly
+    ("http/1.1", "http/1.1"),
+])
+def test_alpn_selects_http11(server: RunningServer, offered: str, selected: str) -> None:
+    result = s_client(server.port, "-alpn", offered, ca_file=server.ca_file)
+    assert result.established, result.output
+    assert result.field("ALPN protocol") == selected, result.output
+
+
+def test_a_client_offering_only_h2_still_gets_a_handshake_without_alpn(server: RunningServer) -> None:
+    # The server cannot speak h2; it says nothing rather than failing the handshake.
+    result = s_client(server.port, "-alpn", "h2", ca_file=server.ca_file)
+    assert result.established, result.output
+    assert "No ALPN negotiated" in result.output, result.output
