@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography import x509
 
+from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
@@ -78,6 +79,7 @@ class ServerContext:
     metadata: dict[str, Any]
     token_verifier: AccessTokenVerifier
     revocations: RevocationList
+    resource_servers: ResourceServers
 
     @property
     def issuer(self) -> str:
@@ -88,6 +90,7 @@ class ServerContext:
         store = store or open_store(settings)
         changes = store.change_feed(poll_interval=settings.store_poll_interval, max_stale=settings.store_max_stale)
         keys = SigningKeys(store, changes)
+        resource_servers = ResourceServers(store, changes)
         validator = ChainValidator(
             load_certificates(settings.trust_anchors, "trust_anchors"),
             load_certificates(settings.intermediates, "intermediates"),
@@ -105,7 +108,8 @@ class ServerContext:
             clients=ClientDirectory(store, changes),
             keys=keys,
             validator=validator,
-            server=MutualTLSAuthorizationServer(issuer, validator),
+            server=MutualTLSAuthorizationServer(issuer, validator, resource_servers),
+            resource_servers=resource_servers,
             metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
             token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
             revocations=RevocationList(store),
@@ -117,6 +121,7 @@ class ServerContext:
             # Subscribed first: a key rotated between the load and the subscription is not missed.
             await self.changes.start()
             await self.keys.load()
+            await self.resource_servers.load()
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -128,4 +133,5 @@ class ServerContext:
         self.validator.close()
         await self.changes.stop()
         await self.keys.close()
+        await self.resource_servers.close()
         await self.store.close()

@@ -62,12 +62,15 @@ def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
 @click.option("--cert", "certs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Certificate of a self_signed_tls_client_auth client (repeat it for rotation).")
 @click.option("--scope", default="", help='Space-separated scopes the client may request, e.g. "read write".')
+@click.option("--resource", "resources", multiple=True, metavar="URI",
+              help="A resource server (registered with `authz resources add`) this client may get tokens for, "
+                   "repeatable. None: tokens for the default audience.")
 @click.option("--unbound-tokens", is_flag=True,
               help="Issue access tokens without cnf (tls_client_certificate_bound_access_tokens=false).")
 @click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
 @store_option
-def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, unbound_tokens: bool,
-        replace: bool, store: StoreConfig, **subjects: str | None) -> None:
+def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, resources: tuple[str, ...],
+        unbound_tokens: bool, replace: bool, store: StoreConfig, **subjects: str | None) -> None:
     """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
     self_signed_tls_client_auth with one or more --cert)."""
     given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
@@ -92,6 +95,8 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, u
         "tls_client_certificate_bound_access_tokens": not unbound_tokens,
         **given,
     }
+    if resources:
+        metadata["allowed_resources"] = list(resources)
     if certs:
         try:
             metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in _read_certificates(certs)]}

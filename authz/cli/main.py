@@ -7,6 +7,7 @@ import click
 from authz.cli.clients import clients
 from authz.cli.keys import keys
 from authz.cli.pki import pki
+from authz.cli.resources import resources
 from authz.cli.serve import dev, serve
 from authz.cli.store import store
 from authz_resource.sample.cli import sample_api
@@ -23,6 +24,7 @@ def main() -> None:
 main.add_command(pki)
 main.add_command(clients)
 main.add_command(keys)
+main.add_command(resources)
 main.add_command(store)
 main.add_command(serve)
 main.add_command(dev)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from authz.audiences.registry import KIND as RESOURCE_SERVER_KIND
 from authz.cli.options import store_option
 from authz.clients.directory import KIND as CLIENT_KIND
 from authz.keys.signing import KIND as SIGNING_KEY_KIND
@@ -20,7 +21,7 @@ __all__ = ["store"]
 
 # Everything the server keeps. Signing keys before clients: a target that gets the clients
 # but not the keys would have servers mint a new key, and tokens already issued stop verifying.
-KINDS = (SIGNING_KEY_KIND, CLIENT_KIND, REVOCATION_KIND)
+KINDS = (SIGNING_KEY_KIND, RESOURCE_SERVER_KIND, CLIENT_KIND, REVOCATION_KIND)
 
 
 @click.group()

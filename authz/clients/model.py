@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
+from authz.audiences.model import resource_uri_problem
 from authz.certificates.subject import SUBJECT_PARAMETERS, InvalidSubject, SubjectMatcher, subject_matcher
 
 __all__ = [
@@ -109,6 +110,9 @@ class RegisteredClient:
     subject: SubjectMatcher | None = None
     subject_value: str | None = None
     registered_certificates: frozenset[bytes] = frozenset()
+    # Resource servers (their identifiers) this client may get tokens for; none: tokens for
+    # the configured default audience only.
+    allowed_resources: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- authlib ClientMixin ---------------------------------------------------------
@@ -156,6 +160,13 @@ class RegisteredClient:
         bound = metadata.get("tls_client_certificate_bound_access_tokens", True)
         if not isinstance(bound, bool):
             raise InvalidClientMetadata("tls_client_certificate_bound_access_tokens must be a boolean")
+        resources = metadata.get("allowed_resources", [])
+        if not isinstance(resources, list):
+            raise InvalidClientMetadata("allowed_resources must be a list of resource identifiers (absolute URIs)")
+        for index, resource in enumerate(resources):
+            problem = resource_uri_problem(resource)
+            if problem is not None:
+                raise InvalidClientMetadata(f"allowed_resources[{index}] {problem}")
         present = [p for p in SUBJECT_PARAMETERS if metadata.get(p) is not None]
         common: dict[str, Any] = {
             "client_id": client_id,
@@ -163,6 +174,7 @@ class RegisteredClient:
             "scopes": tuple(dict.fromkeys(scope.split())),
             "grant_types": tuple(grant_types),
             "certificate_bound_access_tokens": bound,
+            "allowed_resources": tuple(dict.fromkeys(resources)),
             "metadata": dict(metadata),
         }
         if method == "tls_client_auth":

@@ -9,8 +9,6 @@ store reports a change.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +17,7 @@ import structlog
 from joserfc.jwk import ECKey
 
 from authz.storage.base import RecordStore, StorageError
-from authz.storage.changes import ChangeFeed
+from authz.storage.changes import ChangeFeed, Reloader
 from authz.tokens.compact_signer import ES256CompactSigner
 
 __all__ = ["ActiveKey", "SigningKeys"]
@@ -67,11 +65,9 @@ class SigningKeys:
         self._store = store
         self._active: ActiveKey | None = None
         self._jwks: dict[str, Any] = {"keys": []}
-        self._reload_task: asyncio.Task[None] | None = None
-        # A change announced while a reload is reading: that reload may have read before it.
-        self._reload_again = False
+        self._reloader = Reloader(self.load, "signing_key_reload_failed")
         if feed is not None:
-            feed.on_change(KIND, self._schedule_reload)
+            feed.on_change(KIND, self._reloader)
 
     @property
     def active(self) -> ActiveKey:
@@ -125,26 +121,4 @@ class SigningKeys:
         return removed
 
     async def close(self) -> None:
-        """Wait for a reload in flight, so it never outlives the store."""
-        if self._reload_task is not None:
-            self._reload_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reload_task
-            self._reload_task = None
-
-    def _schedule_reload(self, record_id: str | None = None) -> None:
-        if self._reload_task is None or self._reload_task.done():
-            self._reload_task = asyncio.get_running_loop().create_task(self._reload())
-        else:
-            self._reload_again = True
-
-    async def _reload(self) -> None:
-        self._reload_again = True
-        while self._reload_again:
-            self._reload_again = False
-            try:
-                await self.load()
-            except StorageError as exc:
-                # The keys in memory stay in use; the next change (or reconnection) retries.
-                log.error("signing_key_reload_failed", error=str(exc))
-                return
+        await self._reloader.close()

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 
+from authz.audiences.selection import select_audience
 from authz.clients.model import MTLS_AUTH_METHODS, RegisteredClient
 
 __all__ = ["MutualTLSClientCredentialsGrant"]
@@ -21,12 +22,20 @@ class MutualTLSClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[m
 
     def validate_requested_scope(self) -> None:
         """Grant the requested scopes if the client registered them all; no scope asked
-        means every registered scope (RFC 6749 §3.3 lets the server pick the default)."""
+        means every registered scope (RFC 6749 §3.3 lets the server pick the default). Then
+        the audience (``authz.audiences.selection``), which may cut the scopes to those of the
+        requested resources."""
         client: RegisteredClient = self.request.client
         requested = self.request.payload.scope
-        if requested is None:
-            self.request.scope = " ".join(client.scopes)
-            return
+        scopes = client.scopes if requested is None else self._requested_scopes(client, requested)
+        audience = select_audience(client, self.request.resources, scopes, requested_scope=requested is not None,
+                                   servers=self.server.resource_servers,
+                                   default_audience=self.server.token_issuer.audience)
+        self.request.audience = audience.aud
+        self.request.scope = " ".join(audience.scopes)
+
+    @staticmethod
+    def _requested_scopes(client: RegisteredClient, requested: str) -> tuple[str, ...]:
         tokens = requested.split(" ")
         if not requested or any(not t or not _is_scope_token(t) for t in tokens):
             raise InvalidScopeError(
@@ -37,14 +46,15 @@ class MutualTLSClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[m
             raise InvalidScopeError(
                 description=f"scope not registered for this client: {' '.join(unknown)[:200]}"
             )
-        self.request.scope = " ".join(dict.fromkeys(tokens))
+        return tuple(dict.fromkeys(tokens))
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: RegisteredClient = self.request.client
         presented = self.request.presented_certificate
         thumbprint = presented.x5t_s256 if client.certificate_bound_access_tokens else None
         token = self.server.token_issuer.issue(
-            client_id=client.client_id, scope=self.request.scope, certificate_thumbprint=thumbprint
+            client_id=client.client_id, scope=self.request.scope, certificate_thumbprint=thumbprint,
+            audience=self.request.audience,
         )
         self.server.log_issued(self.request, token, thumbprint)
         return 200, token, self.TOKEN_RESPONSE_HEADER

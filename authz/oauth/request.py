@@ -20,6 +20,7 @@ __all__ = [
     "ClientDisconnected",
     "ClientRequest",
     "BodyTooLarge",
+    "Form",
     "MalformedForm",
     "parse_form",
     "peer_address",
@@ -48,7 +49,7 @@ class ClientDisconnected(Exception):
 _FRAMING_HEADERS = frozenset((b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"))
 
 
-async def read_form(headers: Headers, receive: Receive) -> dict[str, str]:
+async def read_form(headers: Headers, receive: Receive) -> Form:
     """The body, parsed as RFC 6749 wants it: URL-encoded UTF-8, each parameter at most once."""
     # One pass over the raw headers (names are lowercase in ASGI): this runs for every token.
     framing: dict[bytes, bytes] = {}
@@ -101,7 +102,26 @@ async def _read_body(receive: Receive) -> bytes:
             return body
 
 
-def parse_form(body: bytes) -> dict[str, str]:
+# Parameters a request may carry more than once: RFC 8707's resource.
+REPEATABLE_PARAMETERS = frozenset({"resource"})
+
+
+class Form(dict[str, str]):
+    """The parameters, each under its name with its (first) value, as authlib reads them; a
+    parameter of ``REPEATABLE_PARAMETERS`` sent several times also has all its values, in
+    order, through ``values_of``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeated: dict[str, list[str]] = {}
+
+    def values_of(self, name: str) -> list[str]:
+        if name in self.repeated:
+            return list(self.repeated[name])
+        return [self[name]] if name in self else []
+
+
+def parse_form(body: bytes) -> Form:
     """``application/x-www-form-urlencoded`` parsed like the WHATWG parser that browsers and
     client libraries follow: empty fields ("a=1&&b=2", a trailing "&") are skipped, and a name
     without "=" is a parameter with an empty value. Unlike it, invalid UTF-8 (raw or
@@ -111,7 +131,7 @@ def parse_form(body: bytes) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
-    form: dict[str, str] = {}
+    form = Form()
     for field in text.split("&"):
         if not field:
             continue
@@ -123,7 +143,10 @@ def parse_form(body: bytes) -> dict[str, str]:
             except UnicodeDecodeError as exc:
                 raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
         if name in form:
-            raise MalformedForm(f"parameter {_printable(name)} is repeated")
+            if name not in REPEATABLE_PARAMETERS:
+                raise MalformedForm(f"parameter {_printable(name)} is repeated")
+            form.repeated.setdefault(name, [form[name]]).append(value)
+            continue
         form[name] = value
     return form
 
@@ -163,11 +186,19 @@ class ClientRequest(OAuth2Request):  # type: ignore[misc]
         self.asgi_scope = scope
         self.resolved_client = client
         self.resolved_token: Any = None
+        self.audience: str | list[str] | None = None  # chosen by the grant
         self.pending_revocation: Any = None
 
     @property
     def form(self) -> dict[str, str]:
         return self._form
+
+    @property
+    def resources(self) -> list[str]:
+        """Every ``resource`` parameter (RFC 8707), in order."""
+        if isinstance(self._form, Form):
+            return self._form.values_of("resource")
+        return [self._form["resource"]] if "resource" in self._form else []
 
     @property
     def args(self) -> dict[str, str]:

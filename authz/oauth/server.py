@@ -9,6 +9,9 @@ import structlog
 from authlib.oauth2.rfc6749 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidScopeError, OAuth2Error
 
+from authz.audiences.model import MAX_RESOURCE_CHARS
+from authz.audiences.registry import ResourceServers
+from authz.audiences.selection import MAX_RESOURCES, InvalidTargetError
 from authz.certificates.chain import ChainValidator
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.clipping import clipped
@@ -49,9 +52,11 @@ def oauth_error_response(error: OAuth2Error, *, endpoint: str, peer: str | None,
 
 
 class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, token_issuer: AccessTokenIssuer, validator: ChainValidator) -> None:
+    def __init__(self, token_issuer: AccessTokenIssuer, validator: ChainValidator,
+                 resource_servers: ResourceServers) -> None:
         super().__init__()
         self.token_issuer = token_issuer
+        self.resource_servers = resource_servers
         self.register_grant(MutualTLSClientCredentialsGrant)
         self.register_endpoint(MutualTLSIntrospectionEndpoint)
         self.register_endpoint(MutualTLSRevocationEndpoint)
@@ -84,6 +89,8 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             fields: dict[str, Any] = {"client_id": request.logged_client_id}
             if isinstance(error, InvalidScopeError):
                 fields["scope"] = clipped(request.form.get("scope"), _LOGGED_SCOPE_CHARS)
+            if isinstance(error, InvalidScopeError | InvalidTargetError) and request.resources:
+                fields["resource"] = [clipped(r, MAX_RESOURCE_CHARS) for r in request.resources[:MAX_RESOURCES]]
             log_refusal(error, endpoint=request.endpoint, peer=request.peer, **fields)
         return super().handle_error_response(request, error)  # type: ignore[no-any-return]
 

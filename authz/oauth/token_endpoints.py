@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import structlog
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -20,6 +21,8 @@ from authz.oauth.request import ClientRequest
 from authz.tokens.verification import IssuedAccessToken
 
 __all__ = ["MutualTLSIntrospectionEndpoint", "MutualTLSRevocationEndpoint"]
+
+log = structlog.get_logger("authz.oauth")
 
 _INTROSPECTED_CLAIMS = ("iss", "sub", "client_id", "aud", "exp", "iat", "nbf", "jti", "scope", "cnf")
 
@@ -42,9 +45,26 @@ class _ResolvedTokenMixin:
 
 class MutualTLSIntrospectionEndpoint(_ResolvedTokenMixin, IntrospectionEndpoint):  # type: ignore[misc]
 
-    def check_permission(self, token: IssuedAccessToken, client: RegisteredClient, request: ClientRequest) -> bool:
-        # Any authenticated client may introspect: resource servers are registered clients.
-        return True
+    def authenticate_token(self, request: ClientRequest, client: RegisteredClient) -> IssuedAccessToken | None:
+        token = super().authenticate_token(request, client)
+        if token is None or self._may_introspect(token, client):
+            return token
+        # RFC 7662 §4: to a client that may not know about the token, it is not active. The
+        # operator learns why.
+        log.warning("introspection_refused", endpoint=request.endpoint, peer=request.peer,
+                    client_id=client.client_id, token_client_id=token.client_id, aud=token.audiences,
+                    jti=token.jti, reason="neither the token's client nor an introspector of its audience")
+        return None
+
+    def _may_introspect(self, token: IssuedAccessToken, client: RegisteredClient) -> bool:
+        """The token's own client, or a client a resource server of the token's audience
+        lists among its introspectors. (authlib's IntrospectionEndpoint never calls its
+        check_permission hook: the decision is made here.)"""
+        if token.check_client(client):
+            return True
+        servers = self.server.resource_servers
+        return any(client.client_id in server.introspectors
+                   for server in map(servers.get, token.audiences) if server is not None)
 
     def introspect_token(self, token: IssuedAccessToken) -> dict[str, Any]:
         payload = {name: token.claims[name] for name in _INTROSPECTED_CLAIMS if name in token.claims}

@@ -11,25 +11,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from authz.storage.changes import ChangeFeed
+from authz.storage.errors import CorruptRecord, StorageError
 
 __all__ = ["CorruptRecord", "Record", "RecordStore", "StorageError"]
 
 Record = dict[str, Any]
-
-
-class StorageError(RuntimeError):
-    """The backend failed (unreachable, corrupt); the message says which and where."""
-
-
-class CorruptRecord(StorageError):
-    """One stored record cannot be decoded (edited by hand, truncated) while the backend
-    itself works: callers that can do without that one record (a client lookup) refuse it
-    instead of failing the request."""
-
-    def __init__(self, kind: str, record_id: str, problem: str) -> None:
-        super().__init__(f"record {kind}/{record_id} {problem}")
-        self.kind = kind
-        self.record_id = record_id
 
 
 class RecordStore(Protocol):

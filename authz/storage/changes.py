@@ -12,13 +12,17 @@ not serve a removed client for ever.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
 
-__all__ = ["ChangeCallback", "ChangeFeed", "ChangeListeners"]
+from authz.storage.errors import StorageError
+
+__all__ = ["ChangeCallback", "ChangeFeed", "ChangeListeners", "Reloader"]
 
 log = structlog.get_logger("authz.storage")
 
@@ -63,3 +67,40 @@ class ChangeListeners:
             callback(record_id)
         except Exception as exc:  # one broken cache must not keep the others stale
             log.error("store_change_callback_failed", callback=repr(callback), error=repr(exc), exc_info=exc)
+
+
+class Reloader:
+    """Runs ``load`` again when told that its records changed: one reload at a time, and one
+    more if a change is announced while it reads (it may have read before that change). A
+    reload that fails leaves what was loaded in use; the next change, or the feed's
+    reconnection, tries again."""
+
+    def __init__(self, load: Callable[[], Awaitable[None]], failure_event: str) -> None:
+        self._load = load
+        self._failure_event = failure_event
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def __call__(self, record_id: str | None = None) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._again = True
+
+    async def close(self) -> None:
+        """Wait for a reload in flight, so it never outlives the store."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            try:
+                await self._load()
+            except StorageError as exc:
+                log.error(self._failure_event, error=str(exc))
+                return

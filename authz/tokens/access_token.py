@@ -17,11 +17,12 @@ __all__ = ["AccessTokenIssuer"]
 class AccessTokenIssuer:
     keys: SigningKeys
     issuer: str
-    audience: str
+    audience: str  # the default audience: for clients allowed no resource server
     lifetime: int
     signatures: SignatureBatch = field(default_factory=SignatureBatch)
 
-    def issue(self, *, client_id: str, scope: str, certificate_thumbprint: str | None) -> dict[str, Any]:
+    def issue(self, *, client_id: str, scope: str, certificate_thumbprint: str | None,
+              audience: str | list[str] | None = None) -> dict[str, Any]:
         """The token response body (RFC 6749 §5.1) for a client_credentials grant. Its
         ``access_token`` is a future: the JWT is signed in the event loop's next turn, with the
         other tokens of this turn (``authz.tokens.signature_batch``)."""
@@ -32,7 +33,7 @@ class AccessTokenIssuer:
             # RFC 9068 §2.2: with no resource owner, sub is the client's identifier.
             "sub": client_id,
             "client_id": client_id,
-            "aud": self.audience,
+            "aud": self.audience if audience is None else audience,
             "iat": now,
             "exp": now + self.lifetime,
             "jti": secrets.token_urlsafe(16),

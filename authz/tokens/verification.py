@@ -34,6 +34,13 @@ class IssuedAccessToken:
     def expires_at(self) -> int:
         return int(self.claims.get("exp", 0))
 
+    @property
+    def audiences(self) -> list[str]:
+        aud = self.claims.get("aud")
+        if isinstance(aud, str):
+            return [aud]
+        return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
     def check_client(self, client: Any) -> bool:
         return bool(self.client_id == client.client_id)
 

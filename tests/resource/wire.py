@@ -31,6 +31,9 @@ from tests.support.server import RunningServer, authz_cli, free_port, start_serv
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_API = [sys.executable, "-m", "authz_resource.sample"]
 SCOPES = {"alice": "accounts:read accounts:write", "bob": "accounts:read", "carol": "accounts:read", "rs": ""}
+# The sample APIs' identifier: the AS's default audience (its clients name no resource), a
+# resource server whose tokens "rs" (the introspecting API's client) may introspect.
+API_AUDIENCE = "https://accounts.api.test"
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class Deployment:
     def mint(self, who: str = "alice", *, header: dict[str, Any] | None = None, **overrides: Any) -> str:
         kid, key = self.signing_key()
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.issuer, "sub": who, "client_id": who, "aud": self.issuer, "iat": now,
+        claims: dict[str, Any] = {"iss": self.issuer, "sub": who, "client_id": who, "aud": API_AUDIENCE, "iat": now,
                                   "exp": now + 300, "jti": f"minted-{time.monotonic_ns()}",
                                   "scope": "accounts:read", "cnf": {"x5t#S256": self.identities[who].thumbprint}}
         claims.update(overrides)
@@ -176,18 +179,22 @@ def deploy(directory: Path) -> Iterator[Deployment]:
     cert, key = issued.write(directory, "mallory")
     identities["mallory"] = Identity("mallory", cert, key, x5t_s256(issued.der))
 
+    authz_cli("resources", "add", API_AUDIENCE, "--scope", "accounts:read accounts:write", "--introspector", "rs",
+              data_dir=data_dir)
     authz = start_server(tls_cert=server_tls[0], tls_key=server_tls[1], ca_file=ca_file, data_dir=data_dir,
-                         log_path=directory / "authz.log", trust_anchors=[ca_file])
+                         log_path=directory / "authz.log", trust_anchors=[ca_file],
+                         extra_args=["--audience", API_AUDIENCE])
     deployment = Deployment(directory, ca_file, authz, identities)
     try:
         common = {"issuer": authz.base_url, "ca_file": ca_file, "tls": server_tls}
         deployment.apis["jwt"] = start_sample_api(directory, "api-jwt", **common,  # type: ignore[arg-type]
-                                                  extra_args=["--jwks-refresh-cooldown", "0.2"])
+                                                  extra_args=["--jwks-refresh-cooldown", "0.2",
+                                                              "--audience", API_AUDIENCE])
         rs = identities["rs"]
         deployment.apis["introspection"] = start_sample_api(
             directory, "api-introspection", **common,  # type: ignore[arg-type]
             extra_args=["--introspection", "--client-cert", str(rs.cert), "--client-key", str(rs.key),
-                        "--client-id", "rs", "--introspection-cache-ttl", "1"])
+                        "--client-id", "rs", "--introspection-cache-ttl", "1", "--audience", API_AUDIENCE])
         yield deployment
     finally:
         for api in deployment.apis.values():
