@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from authz.clients.directory import UnusableRegistration
 from authz.endpoints.client import ClientEndpoint
 from authz.endpoints.failure import store_unavailable
 from authz.oauth.reply import JSONReply
@@ -22,11 +23,20 @@ class _TokenManagementEndpoint(ClientEndpoint):
         # authlib's endpoint classes are synchronous: verify the token and look up its
         # revocation state first.
         token = self.context.token_verifier.verify(request.form.get("token", ""))
-        if token is not None and await self.context.revocations.is_revoked(token.jti):
+        if token is not None and (await self.context.revocations.is_revoked(token.jti)
+                                  or not await self._client_registered(token.client_id)):
             token = type(token)(token.claims, revoked=True)
         request.resolved_token = token
         reply: JSONReply = self.context.server.create_endpoint_response(self.name, request)
         return reply
+
+    async def _client_registered(self, client_id: str) -> bool:
+        """Whether the token's client is still registered (and usable): removing a client
+        ends its tokens, as revoking each would."""
+        try:
+            return await self.context.clients.get(client_id) is not None
+        except UnusableRegistration:
+            return False
 
 
 class IntrospectionEndpoint(_TokenManagementEndpoint):

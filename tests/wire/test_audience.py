@@ -52,13 +52,14 @@ def wire(audience_server: RunningServer, pki: WirePKI) -> WireClient:
     return WireClient("httpx", audience_server, pki.server_ca)
 
 
-def eventually(request: Callable[[], WireResponse], status: int, within: float = 5.0) -> WireResponse:
-    """Repeat ``request`` until it answers ``status`` (the store's change reaches the server
-    within its poll interval, 1 s)."""
+def eventually(request: Callable[[], WireResponse], status: int, within: float = 5.0,
+               until: Callable[[WireResponse], bool] = lambda response: True) -> WireResponse:
+    """Repeat ``request`` until it answers ``status`` (and ``until`` holds): the store's change
+    reaches the server within its poll interval, 1 s."""
     deadline = time.monotonic() + within
     while True:
         response = request()
-        if response.status == status or time.monotonic() > deadline:
+        if (response.status == status and until(response)) or time.monotonic() > deadline:
             return response
         time.sleep(0.05)
 
@@ -158,3 +159,16 @@ def test_a_resource_server_removed_is_no_longer_a_target(wire: WireClient, pki: 
     authz_cli("resources", "remove", "https://temporary.api.test", data_dir=audience_server.data_dir)
     refused = eventually(lambda: wire.token(pki["uri-client"], "uri-client"), 400)
     assert_oauth_error(refused, 400, "invalid_target", "unknown resource: https://temporary.api.test")
+
+
+def test_removing_a_client_ends_its_tokens(wire: WireClient, pki: WirePKI, audience_server: RunningServer) -> None:
+    data_dir = audience_server.data_dir
+    authz_cli("clients", "add", "ipv4-client", *registrations(pki)["ipv4-client"], f"--resource={API_A}",
+              data_dir=data_dir)
+    token = str(assert_token_response(eventually(lambda: wire.token(pki["ipv4-client"], "ipv4-client"), 200)
+                                      )["access_token"])
+    assert introspect(wire, pki, "dns-client", token)["active"] is True  # API A's introspector
+    authz_cli("clients", "remove", "ipv4-client", data_dir=data_dir)
+    assert eventually(lambda: wire.post("/introspect", pki["dns-client"], {"client_id": "dns-client", "token": token}),
+                      200, until=lambda r: r.json() == {"active": False}).json() == {"active": False}
+    eventually(lambda: wire.token(pki["ipv4-client"], "ipv4-client"), 401)
