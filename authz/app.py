@@ -23,6 +23,10 @@ from authz.endpoints.token_management import IntrospectionEndpoint, RevocationEn
 from authz.logs import configure_logging
 from authz.oauth.request import peer_address
 from authz.proxy.mode import ForwardedCertificate
+from authz.registration.api import RegistrationAPI
+from authz.registration.constants import REGISTRATION_PATH
+from authz.registration.credentials import RegistrationCredentials
+from authz.registration.local_tokens import LocalTokenValidator
 from authz.settings import Settings
 
 __all__ = ["AuthorizationServerApp", "create_app"]
@@ -90,11 +94,18 @@ def create_app(
             await ctx.stop()
 
     endpoints: list[ClientEndpoint] = [TokenEndpoint(ctx), IntrospectionEndpoint(ctx), RevocationEndpoint(ctx)]
+    registration = RegistrationAPI(
+        ctx.clients, RegistrationCredentials(ctx.store),
+        LocalTokenValidator(ctx.token_verifier, ctx.revocations, ctx.clients,
+                            audience=ctx.issuer + REGISTRATION_PATH),
+        issuer=ctx.issuer)
     starlette = Starlette(
         routes=[
             *(Route(endpoint.path, endpoint, methods=["POST"]) for endpoint in endpoints),
             Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
             Route("/jwks", jwks_endpoint, methods=["GET"]),
+            Route(REGISTRATION_PATH, registration, methods=["POST"]),
+            Route(REGISTRATION_PATH + "/{client_id}", registration, methods=["GET", "PUT", "DELETE"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},

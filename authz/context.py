@@ -9,12 +9,14 @@ from typing import Any
 
 from cryptography import x509
 
+from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
+from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
 from authz.settings import Settings
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.changes import ChangeFeed
@@ -90,7 +92,10 @@ class ServerContext:
         store = store or open_store(settings)
         changes = store.change_feed(poll_interval=settings.store_poll_interval, max_stale=settings.store_max_stale)
         keys = SigningKeys(store, changes)
-        resource_servers = ResourceServers(store, changes)
+        # The registration API is a resource server of this server's own (authz.registration).
+        registration_api = ResourceServer(settings.issuer_url + REGISTRATION_PATH, (REGISTRATION_SCOPE,),
+                                          frozenset())
+        resource_servers = ResourceServers(store, changes, builtin=(registration_api,))
         validator = ChainValidator(
             load_certificates(settings.trust_anchors, "trust_anchors"),
             load_certificates(settings.intermediates, "intermediates"),

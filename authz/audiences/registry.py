@@ -24,15 +24,18 @@ KIND = "resource_server"
 
 
 class ResourceServers:
-    def __init__(self, store: RecordStore, feed: ChangeFeed | None = None) -> None:
+    def __init__(self, store: RecordStore, feed: ChangeFeed | None = None,
+                 builtin: tuple[ResourceServer, ...] = ()) -> None:
         self._store = store
+        # The server's own APIs (the registration endpoint): always there, never stored.
+        self._builtin = {server.identifier: server for server in builtin}
         self._by_identifier: Mapping[str, ResourceServer] = {}
         self._reloader = Reloader(self.load, "resource_servers_reload_failed")
         if feed is not None:
             feed.on_change(KIND, self._reloader)
 
     def get(self, identifier: str) -> ResourceServer | None:
-        return self._by_identifier.get(identifier)
+        return self._builtin.get(identifier) or self._by_identifier.get(identifier)
 
     def all(self) -> list[ResourceServer]:
         return list(self._by_identifier.values())

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryptography import x509
 
-from authz.cli.options import echo_json, store_option, with_store
+from authz.cli.certificate_files import read_certificates
+from authz.cli.options import cli_actor, echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
 from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
@@ -28,27 +28,6 @@ _SUBJECT_OPTIONS = {
 @click.group()
 def clients() -> None:
     """Registered OAuth clients."""
-
-
-def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
-    certificates: list[x509.Certificate] = []
-    for path in paths:
-        data = path.read_bytes()
-        try:
-            found = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [
-                x509.load_der_x509_certificate(data)
-            ]
-        except ValueError as exc:
-            # cryptography's message for DER is its parser's ("ShortData", "MalformedFraming"):
-            # say what the file is instead, and keep the parser's words for the curious.
-            what = "empty" if not data.strip() else (
-                "a private key, not a certificate" if b"PRIVATE KEY-----" in data else "not a PEM or DER certificate")
-            raise click.BadParameter(f"{path} is {what} ({exc})", param_hint="--cert") from exc
-        if len(found) != 1:
-            raise click.BadParameter(f"{path} holds {len(found)} certificates; give one per --cert",
-                                     param_hint="--cert")
-        certificates.append(found[0])
-    return certificates
 
 
 @clients.command("add")
@@ -99,13 +78,13 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
         metadata["allowed_resources"] = list(resources)
     if certs:
         try:
-            metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in _read_certificates(certs)]}
+            metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in read_certificates(certs)]}
         except InvalidClientMetadata as exc:
             raise click.BadParameter(str(exc), param_hint="--cert") from exc
 
     async def register(records: RecordStore) -> None:
         try:
-            await ClientDirectory(records).register(metadata, replace=replace)
+            await ClientDirectory(records).register(metadata, replace=replace, actor=cli_actor())
         except InvalidClientMetadata as exc:
             raise click.ClickException(f"invalid client metadata: {exc}") from exc
         except KeyError:
@@ -180,7 +159,7 @@ def remove(client_id: str, store: StoreConfig) -> None:
     """Delete CLIENT_ID. Running servers stop accepting it within a second."""
 
     async def delete(records: RecordStore) -> bool:
-        return await ClientDirectory(records).remove(client_id)
+        return await ClientDirectory(records).remove(client_id, actor=cli_actor())
 
     if not with_store(store, delete):
         raise click.ClickException(f"no client {client_id!r}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from authz.cli.client_update import update
 from authz.cli.clients import clients
 from authz.cli.keys import keys
 from authz.cli.pki import pki
+from authz.cli.registration import registration
 from authz.cli.resources import resources
 from authz.cli.serve import dev, serve
 from authz.cli.store import store
@@ -23,8 +25,10 @@ def main() -> None:
 
 main.add_command(pki)
 main.add_command(clients)
+clients.add_command(update)
 main.add_command(keys)
 main.add_command(resources)
+main.add_command(registration)
 main.add_command(store)
 main.add_command(serve)
 main.add_command(dev)

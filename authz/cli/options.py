@@ -13,7 +13,7 @@ import click
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.config import StoreConfig, StoreLocationError
 
-__all__ = ["echo_json", "store_location_options", "store_option", "with_store"]
+__all__ = ["cli_actor", "echo_json", "store_location_options", "store_option", "with_store"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,9 +80,21 @@ def store_option(command: F) -> F:
             config.check()
         except StoreLocationError as exc:
             raise click.UsageError(str(exc)) from None
+        _log_to_stderr()
         return command(*args, store=config, **options)
 
     return store_location_options(environment=True)(with_config)  # type: ignore[return-value]
+
+
+def _log_to_stderr() -> None:
+    """The command's log lines (audit lines of the changes it makes, store events) go to
+    stderr, so that its output on stdout stays data; JSON with AUTHZ_LOG_FORMAT=json."""
+    import os
+
+    from authz.logs import configure_logging
+
+    fmt = "json" if os.environ.get("AUTHZ_LOG_FORMAT") == "json" else "console"
+    configure_logging(os.environ.get("AUTHZ_LOG_LEVEL", "info"), fmt)
 
 
 def with_store(config: StoreConfig, action: Callable[[RecordStore], Awaitable[T]], *, create: bool = False) -> T:
@@ -116,6 +128,18 @@ def _require_embedded_store(config: StoreConfig) -> None:
             f"no store at {store.path}: check --data-dir (env AUTHZ_DATA_DIR), or --store for a Redis store; "
             "`authz clients add` or `authz serve` creates it"
         )
+
+
+def cli_actor() -> str:
+    """Who changes the store from this command line, for audit lines: ``cli:USER``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        import os
+
+        return f"cli:uid={os.getuid()}"
 
 
 def echo_json(value: Any) -> None:

@@ -9,6 +9,7 @@ unreachable for longer than ``--store-max-stale``), lookups bypass it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from authz.clients.audit import audit_change
 from authz.clients.model import InvalidClientMetadata, RegisteredClient
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.changes import ChangeFeed
@@ -101,22 +103,34 @@ class ClientDirectory:
             log.error("client_registration_unusable", client_id=client_id, reason=str(exc))
             return UnusableRegistration(client_id, str(exc))
 
-    async def register(self, metadata: Mapping[str, Any], *, replace: bool = False) -> RegisteredClient:
+    async def register(self, metadata: Mapping[str, Any], *, replace: bool = False,
+                       actor: str = "internal") -> RegisteredClient:
         """Validate and store. Raises ``InvalidClientMetadata``, or ``KeyError`` if the
-        client_id is taken and ``replace`` is false."""
+        client_id is taken and ``replace`` is false. ``actor`` names who made the change, for
+        its audit line."""
         client = RegisteredClient.from_metadata(metadata)
         record = dict(client.metadata)
         record.setdefault("client_id_issued_at", int(time.time()))
+        before = None
         if replace:
+            with contextlib.suppress(CorruptRecord):
+                before = await self._store.find(KIND, client.client_id)
             await self._store.upsert(KIND, client.client_id, record)
         elif not await self._store.insert(KIND, client.client_id, record):
             raise KeyError(client.client_id)
         self._changed()
+        audit_change(actor=actor, action="updated" if before is not None else "created", client_id=client.client_id,
+                     before=before, after=record)
         return RegisteredClient.from_metadata(record)
 
-    async def remove(self, client_id: str) -> bool:
+    async def remove(self, client_id: str, *, actor: str = "internal") -> bool:
+        before = None
+        with contextlib.suppress(CorruptRecord):
+            before = await self._store.find(KIND, client_id)
         removed = await self._store.destroy(KIND, client_id)
         self._changed()
+        if removed:
+            audit_change(actor=actor, action="deleted", client_id=client_id, before=before, after=None)
         return removed
 
     async def all_metadata(self) -> list[tuple[str, dict[str, Any] | CorruptRecord]]:

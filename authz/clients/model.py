@@ -160,6 +160,7 @@ class RegisteredClient:
         bound = metadata.get("tls_client_certificate_bound_access_tokens", True)
         if not isinstance(bound, bool):
             raise InvalidClientMetadata("tls_client_certificate_bound_access_tokens must be a boolean")
+        _check_descriptive(metadata)
         resources = metadata.get("allowed_resources", [])
         if not isinstance(resources, list):
             raise InvalidClientMetadata("allowed_resources must be a list of resource identifiers (absolute URIs)")
@@ -198,6 +199,20 @@ class RegisteredClient:
                 "client registers its certificates in jwks (x5c)"
             )
         return cls(registered_certificates=_registered_certificates(metadata.get("jwks")), **common)
+
+
+def _check_descriptive(metadata: Mapping[str, Any]) -> None:
+    """RFC 7591 §2 fields that only describe the client: bounded, printable (they reach logs
+    and consoles)."""
+    name = metadata.get("client_name")
+    if name is not None and (not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 200):
+        raise InvalidClientMetadata("client_name must be a printable string of 1 to 200 characters")
+    contacts = metadata.get("contacts")
+    if contacts is not None and (
+            not isinstance(contacts, list) or len(contacts) > 10
+            or any(not isinstance(c, str) or not c.isprintable() or not 0 < len(c) <= 254 for c in contacts)):
+        raise InvalidClientMetadata("contacts must be a list of at most 10 printable strings (e-mail addresses) "
+                                    "of 1 to 254 characters")
 
 
 def _is_scope_token(token: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 from authz.clients.model import MTLS_AUTH_METHODS
+from authz.registration.constants import REGISTRATION_PATH
 
 __all__ = ["MTLS_ENDPOINTS", "build_metadata"]
 
@@ -31,6 +32,8 @@ def build_metadata(issuer: str, mtls_alias_base: str | None = None) -> dict[str,
         "issuer": issuer,
         **{name: issuer + path for name, path in MTLS_ENDPOINTS.items()},
         "jwks_uri": issuer + "/jwks",
+        # RFC 7591: registration needs an administrator's token or an initial access token.
+        "registration_endpoint": issuer + REGISTRATION_PATH,
         "response_types_supported": RESPONSE_TYPES_SUPPORTED,
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": list(MTLS_AUTH_METHODS),
