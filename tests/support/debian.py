@@ -1,5 +1,5 @@
-"""Debian packages the tests run (openssl, testssl.sh, nginx, HAProxy, Apache): installed by the
-tests themselves when missing, since CI runs the suite as root on a clean clone."""
+"""Debian packages the tests run (openssl, testssl.sh, nginx, HAProxy, Apache, Go and the x/oauth2
+sources): installed by the tests themselves when missing, since CI runs the suite as root on a clean clone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["require_command"]
+__all__ = ["require_command", "require_package"]
 
 # Daemons (nginx, apache2...) are installed without starting: the tests run their own, on ports
 # of their own, and a service started by the package would hold port 80, where the next
@@ -45,15 +45,30 @@ def require_command(command: str, package: str) -> str:
     path = _which(command)
     if path is not None:
         return path
+    _install(package, f"{command} is missing")
+    path = _which(command)
+    if path is None:
+        raise RuntimeError(f"the Debian package {package} did not install {command}")
+    return path
+
+
+def require_package(package: str, provides: Path) -> Path:
+    """``provides`` (a file or directory the Debian ``package`` installs: a library's sources,
+    say), after installing the package if it is missing; fails (never skips) when it cannot be
+    installed."""
+    if not provides.exists():
+        _install(package, f"{provides} is missing")
+        if not provides.exists():
+            raise RuntimeError(f"the Debian package {package} did not install {provides}")
+    return provides
+
+
+def _install(package: str, missing: str) -> None:
     if os.geteuid() != 0:
-        raise RuntimeError(f"{command} is missing: install the Debian package {package} (apt-get install {package})")
+        raise RuntimeError(f"{missing}: install the Debian package {package} (apt-get install {package})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with _services_not_started():
         for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
             result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    path = _which(command)
-    if path is None:
-        raise RuntimeError(f"the Debian package {package} did not install {command}")
-    return path
