@@ -4,7 +4,8 @@ published keys.
 What is refused before any key is touched: anything but three base64url segments, an
 ``alg`` outside the allow-list (so ``none`` and ``HS256``-with-the-public-key never reach
 a verifier), a ``typ`` other than ``at+jwt``, a ``crit`` header. joserfc then checks that
-the key type and curve fit the algorithm and verifies the signature.
+the key type and curve fit the algorithm and verifies the signature. The claims are judged
+by ``authz_resource.policy``, as introspection answers are.
 
 A verified token is cached (keyed by the whole token, signature included) until it
 expires: signature verification costs about 100 µs, a cache hit under 1 µs. Entries are
@@ -26,9 +27,9 @@ from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTy
 
 from authz_resource.authorization_server import AuthorizationServer
 from authz_resource.cache import TokenCache
-from authz_resource.claims import check_audience, check_issuer, check_required, check_time
 from authz_resource.errors import InvalidToken, VerificationUnavailable
 from authz_resource.jwks import KeyCache
+from authz_resource.policy import TokenPolicy
 from authz_resource.token import AccessToken
 from authz_resource.validator import TokenValidator
 
@@ -42,17 +43,16 @@ ASYMMETRIC_ALGORITHMS = frozenset({
     "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "Ed25519",
 })
 _TYPES = frozenset({"at+jwt", "application/at+jwt"})
-# RFC 9068 §2.2: REQUIRED in a JWT access token (iss and aud are checked against their
-# expected values first, so their refusal names the mismatch).
-_RFC9068_REQUIRED = ("exp", "sub", "client_id", "iat", "jti")
 _NOT_A_JWT = "the access token is not a JWT (three base64url segments)"
 
 
 class JWTAccessTokenValidator(TokenValidator):
     """Validates JWT access tokens of one issuer for one audience.
 
-    ``opaque``: a validator (typically ``IntrospectionValidator``) for tokens that are not
-    JWTs; without one, such tokens are ``invalid_token``.
+    ``audience``: this resource server's identifier, an absolute URI; tokens are accepted
+    only when their ``aud`` includes it. ``opaque``: a validator (typically
+    ``IntrospectionValidator``, for the same audience) for tokens that are not JWTs;
+    without one, such tokens are ``invalid_token``.
     """
 
     def __init__(
@@ -68,18 +68,20 @@ class JWTAccessTokenValidator(TokenValidator):
         opaque: TokenValidator | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not audience:
-            raise ValueError("audience is required (the aud value tokens for this resource server carry)")
+        self.policy = TokenPolicy(server.issuer, audience, leeway)
         refused = set(algorithms) - ASYMMETRIC_ALGORITHMS
         if refused or not algorithms:
             raise ValueError(f"algorithms: {sorted(refused) or 'empty'} not allowed; "
                              f"choose from {sorted(ASYMMETRIC_ALGORITHMS)}")
-        if not 0 <= leeway <= 300:
-            raise ValueError("leeway must be between 0 and 300 seconds")
+        self.algorithms = frozenset(algorithms)
+        opaque_policy = getattr(opaque, "policy", None)
+        if isinstance(opaque_policy, TokenPolicy) and opaque_policy.audience != self.policy.audience:
+            # One resource server, one identifier: a token would otherwise be accepted or
+            # refused depending on its format.
+            raise ValueError(f"opaque: its audience {opaque_policy.audience!r} differs from {audience!r}")
         self.server = server
         self.issuer = server.issuer
-        self.audience = audience
-        self.algorithms = frozenset(algorithms)
+        self.audience = self.policy.audience
         self.leeway = leeway
         self.keys = KeyCache(server.jwks, max_age=jwks_max_age, refresh_cooldown=jwks_refresh_cooldown)
         self._opaque = opaque
@@ -144,11 +146,7 @@ class JWTAccessTokenValidator(TokenValidator):
             claims = None
         if not isinstance(claims, dict):
             raise InvalidToken("malformed_jwt", "the access token's payload is not a JSON object")
-        check_issuer(claims, self.issuer, required=True)
-        check_audience(claims, self.audience, required=True)
-        check_required(claims, _RFC9068_REQUIRED)
-        check_time(claims, now, self.leeway)
-        return AccessToken.from_claims(claims, "jwt")
+        return self.policy.accept(claims, now, "jwt")
 
     async def warm_up(self) -> None:
         try:

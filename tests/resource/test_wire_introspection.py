@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.resource.wire import Deployment, start_sample_api
+from tests.resource.wire import API_AUDIENCE, Deployment, start_sample_api
 
 pytestmark = pytest.mark.wire
 
@@ -66,6 +66,7 @@ def test_refused_api_credentials_mean_503_not_401(deployment: Deployment) -> Non
     rs = deployment.identities["rs"]
     api = start_sample_api(
         deployment.directory, "api-wrong-client-id", issuer=deployment.issuer, ca_file=deployment.ca_file,
+        audience=API_AUDIENCE,
         tls=(deployment.directory / "server.crt", deployment.directory / "server.key"),
         extra_args=["--introspection", "--client-cert", str(rs.cert), "--client-key", str(rs.key),
                     "--client-id", "alice"])

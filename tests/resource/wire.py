@@ -31,6 +31,9 @@ from tests.support.server import RunningServer, authz_cli, free_port, start_serv
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_API = [sys.executable, "-m", "authz_resource.sample"]
 SCOPES = {"alice": "accounts:read accounts:write", "bob": "accounts:read", "carol": "accounts:read", "rs": ""}
+# The sample APIs' identifier: the aud the deployment's AS puts in its tokens (authz serve
+# --audience), unlike its issuer, as when the AS serves several resource servers.
+API_AUDIENCE = "https://accounts.api.test"
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class Deployment:
     def mint(self, who: str = "alice", *, header: dict[str, Any] | None = None, **overrides: Any) -> str:
         kid, key = self.signing_key()
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.issuer, "sub": who, "client_id": who, "aud": self.issuer, "iat": now,
+        claims: dict[str, Any] = {"iss": self.issuer, "sub": who, "client_id": who, "aud": API_AUDIENCE, "iat": now,
                                   "exp": now + 300, "jti": f"minted-{time.monotonic_ns()}",
                                   "scope": "accounts:read", "cnf": {"x5t#S256": self.identities[who].thumbprint}}
         claims.update(overrides)
@@ -128,13 +131,16 @@ class Deployment:
 
 
 def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path] | None,
-                     extra_args: Sequence[str] = (), timeout: float = 20.0, port: int | None = None) -> RunningServer:
+                     extra_args: Sequence[str] = (), timeout: float = 20.0, port: int | None = None,
+                     audience: str | None = None) -> RunningServer:
     """The sample API on ``port`` (default: a free one); returns when it accepts requests.
-    Without ``tls`` (proxy mode behind a TLS-terminating proxy, in ``extra_args``): plain HTTP."""
+    Without ``tls`` (proxy mode behind a TLS-terminating proxy, in ``extra_args``): plain HTTP.
+    ``audience`` defaults to ``issuer``: the aud of an ``authz serve`` without --audience."""
     port = port or free_port()
     log_path = directory / f"{name}.log"
     tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
-    args = [*SAMPLE_API, *tls_args, "--issuer", issuer, "--ca-file", str(ca_file), "--port", str(port), *extra_args]
+    args = [*SAMPLE_API, *tls_args, "--issuer", issuer, "--ca-file", str(ca_file), "--port", str(port),
+            "--audience", audience or issuer, *extra_args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     with open(log_path, "wb") as log_file:
         # cwd outside the repository: the installed authz_resource is what runs.
@@ -177,10 +183,11 @@ def deploy(directory: Path) -> Iterator[Deployment]:
     identities["mallory"] = Identity("mallory", cert, key, x5t_s256(issued.der))
 
     authz = start_server(tls_cert=server_tls[0], tls_key=server_tls[1], ca_file=ca_file, data_dir=data_dir,
-                         log_path=directory / "authz.log", trust_anchors=[ca_file])
+                         log_path=directory / "authz.log", trust_anchors=[ca_file],
+                         extra_args=["--audience", API_AUDIENCE])
     deployment = Deployment(directory, ca_file, authz, identities)
     try:
-        common = {"issuer": authz.base_url, "ca_file": ca_file, "tls": server_tls}
+        common = {"issuer": authz.base_url, "ca_file": ca_file, "tls": server_tls, "audience": API_AUDIENCE}
         deployment.apis["jwt"] = start_sample_api(directory, "api-jwt", **common,  # type: ignore[arg-type]
                                                   extra_args=["--jwks-refresh-cooldown", "0.2"])
         rs = identities["rs"]

@@ -27,7 +27,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               "certificate (default: the system store).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8444, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--audience", help="aud that tokens for this API carry (default: the issuer, as `authz serve`).")
+@click.option("--audience", required=True, metavar="URI",
+              help="This API's identifier, an absolute URI: tokens are accepted only when their aud includes it "
+                   "(compared exactly), in JWT and in introspection mode. Clients request tokens for it with "
+                   "resource=URI (RFC 8707).")
 @click.option("--realm", default="accounts", show_default=True, help="Realm named in WWW-Authenticate.")
 @click.option("--introspection", is_flag=True,
               help="Check every token at the introspection endpoint (sees revocations) instead of verifying JWTs.")
@@ -51,8 +54,14 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "console"]))
 def sample_api(**options: Any) -> None:
-    """Run the sample accounts API (accounts:read, accounts:write) protected by
-    certificate-bound access tokens (RFC 8705 §3).
+    """Run the sample accounts API protected by certificate-bound access tokens
+    (RFC 8705 §3) for --audience.
+
+    \b
+    GET  /health                  no token
+    GET  /accounts                accounts:read
+    GET  /accounts/{account_id}   accounts:read
+    POST /accounts                accounts:write
 
     JWT mode (default) verifies tokens with the authorization server's published keys;
     with --client-cert/--client-key/--client-id it also introspects opaque tokens.
@@ -111,7 +120,7 @@ def _validator(options: dict[str, Any]) -> Any:
                          "(the API authenticates to the introspection endpoint with its certificate)")
     server = AuthorizationServer(options["issuer"], ca_file=options["ca_file"], client_cert=options["client_cert"],
                                  client_key=options["client_key"])
-    audience = options["audience"] or server.issuer
+    audience = options["audience"]
     introspection = None
     if all(client):
         introspection = IntrospectionValidator(server, client_id=options["client_id"], audience=audience,
