@@ -1,11 +1,12 @@
 """RFC 9068 JWT access tokens, verified with joserfc against the authorization server's
 published keys.
 
-What is refused before any key is touched: anything but three base64url segments, an
-``alg`` outside the allow-list (so ``none`` and ``HS256``-with-the-public-key never reach
-a verifier), a ``typ`` other than ``at+jwt``, a ``crit`` header. joserfc then checks that
-the key type and curve fit the algorithm and verifies the signature. The claims are judged
-by ``authz_resource.policy``, as introspection answers are.
+What is refused before any key is looked up: anything but three base64url segments, an
+``alg`` outside the configured list (so ``none`` and ``HS256``-with-the-public-key never
+reach a verifier), a ``typ`` other than ``at+jwt``, a ``crit`` header. Then the key named by
+``kid`` must be published for that algorithm (its JWK ``alg``, when it has one, and its
+type and curve, which joserfc checks) before the signature is verified. The claims are
+judged by ``authz_resource.policy``, as introspection answers are.
 
 A verified token is cached (keyed by the whole token, signature included) until it
 expires: signature verification costs about 100 µs, a cache hit under 1 µs. Entries are
@@ -18,12 +19,13 @@ import base64
 import binascii
 import json
 import time
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import structlog
 from joserfc import jws
-from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTypeError, JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyCurveError, InvalidKeyTypeError, JoseError, SecurityWarning
 
 from authz_resource.authorization_server import AuthorizationServer
 from authz_resource.cache import TokenCache
@@ -33,24 +35,45 @@ from authz_resource.policy import TokenPolicy
 from authz_resource.token import AccessToken
 from authz_resource.validator import TokenValidator
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "JWTAccessTokenValidator"]
+__all__ = ["ASYMMETRIC_ALGORITHMS", "JWTAccessTokenValidator", "accepted_algorithms"]
 
 log = structlog.get_logger("authz_resource.jwt")
 
 # Public-key signature algorithms only: an HMAC algorithm would let anyone holding the
-# published (public) key mint tokens.
+# published (public) key mint tokens. EdDSA (RFC 8037) is what most issuers still publish;
+# Ed25519/Ed448 are its fully specified names (RFC 9864).
 ASYMMETRIC_ALGORITHMS = frozenset({
-    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "Ed25519",
+    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448",
 })
 _TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _NOT_A_JWT = "the access token is not a JWT (three base64url segments)"
+
+
+def accepted_algorithms(algorithms: Collection[str]) -> frozenset[str]:
+    """Validate the configured list of JWS algorithms (names as in the token's ``alg``)."""
+    if isinstance(algorithms, str):
+        raise ValueError(f"algorithms is a list of names, e.g. [{algorithms!r}]")
+    if not algorithms:
+        raise ValueError(f"algorithms: name at least one of {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}")
+    for alg in algorithms:
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise ValueError(f"algorithms: {alg!r} is not allowed: it means unsigned tokens, which anyone can make")
+        if alg.upper().startswith("HS"):
+            raise ValueError(f"algorithms: {alg!r} is not allowed: HMAC would verify with the key the "
+                             "authorization server publishes, so anyone could sign tokens; use an asymmetric "
+                             "algorithm (ES256 by default)")
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"algorithms: {alg!r} is not supported; choose from "
+                             f"{', '.join(sorted(ASYMMETRIC_ALGORITHMS))} (names are case-sensitive)")
+    return frozenset(algorithms)
 
 
 class JWTAccessTokenValidator(TokenValidator):
     """Validates JWT access tokens of one issuer for one audience.
 
     ``audience``: this resource server's identifier, an absolute URI; tokens are accepted
-    only when their ``aud`` includes it. ``opaque``: a validator (typically
+    only when their ``aud`` includes it. ``algorithms``: the JWS algorithms accepted
+    (``ASYMMETRIC_ALGORITHMS``; ES256 by default). ``opaque``: a validator (typically
     ``IntrospectionValidator``, for the same audience) for tokens that are not JWTs;
     without one, such tokens are ``invalid_token``.
     """
@@ -69,11 +92,7 @@ class JWTAccessTokenValidator(TokenValidator):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = TokenPolicy(server.issuer, audience, leeway)
-        refused = set(algorithms) - ASYMMETRIC_ALGORITHMS
-        if refused or not algorithms:
-            raise ValueError(f"algorithms: {sorted(refused) or 'empty'} not allowed; "
-                             f"choose from {sorted(ASYMMETRIC_ALGORITHMS)}")
-        self.algorithms = frozenset(algorithms)
+        self.algorithms = accepted_algorithms(algorithms)
         opaque_policy = getattr(opaque, "policy", None)
         if isinstance(opaque_policy, TokenPolicy) and opaque_policy.audience != self.policy.audience:
             # One resource server, one identifier: a token would otherwise be accepted or
@@ -130,7 +149,11 @@ class JWTAccessTokenValidator(TokenValidator):
             raise InvalidToken("algorithm_mismatch", "the access token's algorithm does not match its key",
                                detail=f"alg {alg}, key {kid!r} is for {key.alg}")
         try:
-            verified = jws.deserialize_compact(token, key, algorithms=[alg])
+            with warnings.catch_warnings():
+                # joserfc warns on every EdDSA token that RFC 9864 deprecates the name; the
+                # operator chose it, and a warning per request would flood the log.
+                warnings.simplefilter("ignore", SecurityWarning)
+                verified = jws.deserialize_compact(token, key, algorithms=[alg])
         except BadSignatureError:
             raise InvalidToken("bad_signature", "the access token's signature is not valid",
                                detail=f"kid {kid!r}, alg {alg}") from None

@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
+import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, Key
 
 from authz.certificates.thumbprint import x5t_s256
 from authz.storage.sqlite import SQLiteRecordStore
@@ -128,6 +133,66 @@ class Deployment:
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": kid, **(header or {})}, claims, key,
                           algorithms=["ES256"])
+
+
+class StaticIssuer:
+    """A stand-in authorization server over real TLS for what ``authz serve`` cannot be made to
+    do: publish keys of other algorithms (the test signs with them) and give introspection
+    answers the test writes (without aud, for another audience). Serves its metadata, ``jwks``
+    (by default empty) and ``answers`` (token -> introspection answer; unknown tokens are
+    inactive)."""
+
+    def __init__(self, tls: tuple[Path, Path]) -> None:
+        self.jwks: dict[str, Any] = {"keys": []}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.hits: Counter[str] = Counter()
+        issuer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                issuer.hits[self.path] += 1
+                if self.path == "/.well-known/oauth-authorization-server":
+                    self._json({"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks",
+                                "introspection_endpoint": issuer.url + "/introspect"})
+                elif self.path == "/jwks":
+                    self._json(issuer.jwks)
+                else:
+                    self._json({"error": "not_found"}, 404)
+
+            def do_POST(self) -> None:
+                issuer.hits[self.path] += 1
+                form = parse_qs(self.rfile.read(int(self.headers.get("content-length", "0"))).decode())
+                self._json(issuer.answers.get(form.get("token", [""])[0], {"active": False}))
+
+            def _json(self, document: dict[str, Any], status: int = 200) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, key: Key, alg: str | None) -> str:
+        """Publish ``key``'s public part, its JWK naming ``alg``; returns its kid."""
+        kid = key.thumbprint()
+        self.jwks["keys"].append({**key.as_dict(private=False), "kid": kid, "use": "sig",
+                                  **({"alg": alg} if alg else {})})
+        return kid
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path] | None,

@@ -31,6 +31,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="This API's identifier, an absolute URI: tokens are accepted only when their aud includes it "
                    "(compared exactly), in JWT and in introspection mode. Clients request tokens for it with "
                    "resource=URI (RFC 8707).")
+@click.option("--algorithm", "algorithms", multiple=True, metavar="ALG",
+              help="JWS algorithm accepted for JWT access tokens; repeat for several (default: ES256). "
+                   "ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519 Ed448; "
+                   "none and HS* are refused.")
 @click.option("--realm", default="accounts", show_default=True, help="Realm named in WWW-Authenticate.")
 @click.option("--introspection", is_flag=True,
               help="Check every token at the introspection endpoint (sees revocations) instead of verifying JWTs.")
@@ -118,6 +122,9 @@ def _validator(options: dict[str, Any]) -> Any:
     if options["introspection"] and not all(client):
         raise ValueError("--introspection needs --client-cert, --client-key and --client-id "
                          "(the API authenticates to the introspection endpoint with its certificate)")
+    if options["introspection"] and options["algorithms"]:
+        raise ValueError("--algorithm applies to JWT verification; with --introspection the authorization "
+                         "server checks the signature")
     server = AuthorizationServer(options["issuer"], ca_file=options["ca_file"], client_cert=options["client_cert"],
                                  client_key=options["client_key"])
     audience = options["audience"]
@@ -128,5 +135,6 @@ def _validator(options: dict[str, Any]) -> Any:
                                                cache_ttl=options["introspection_cache_ttl"])
     if options["introspection"]:
         return introspection
-    return JWTAccessTokenValidator(server, audience=audience, leeway=options["leeway"],
-                                   jwks_refresh_cooldown=options["jwks_refresh_cooldown"], opaque=introspection)
+    return JWTAccessTokenValidator(server, audience=audience, algorithms=options["algorithms"] or ("ES256",),
+                                   leeway=options["leeway"], jwks_refresh_cooldown=options["jwks_refresh_cooldown"],
+                                   opaque=introspection)
