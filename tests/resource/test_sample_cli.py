@@ -25,6 +25,7 @@ API = ["--audience", "https://api.test"]
     ([*AS, *API, "--algorithm", "HS256"], "'HS256' is not allowed: HMAC would verify with the key"),
     ([*AS, *API, "--algorithm", "ES256", "--algorithm", "none"], "'none' is not allowed: it means unsigned"),
     ([*AS, *API, "--algorithm", "es256"], "'es256' is not supported; choose from ES256, ES384"),
+    ([*AS, *API, "--max-body-bytes", "-1"], "--max-body-bytes"),
 ])
 def test_bad_configuration_is_refused(extra: list[str], message: str) -> None:
     not_pem = str(REPO / "pyproject.toml")

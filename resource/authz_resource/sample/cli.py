@@ -49,6 +49,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--leeway", default=30.0, show_default=True, type=click.FloatRange(0, 300),
               help="Clock-skew tolerance for exp/nbf/iat, seconds.")
 @click.option("--allow-unbound-tokens", is_flag=True, help="Accept tokens without cnf (not recommended).")
+@click.option("--max-body-bytes", default=16 * 1024, show_default=True, type=click.IntRange(0, 64 * 1024 * 1024),
+              help="Largest request body accepted; a larger one (declared, or chunked) is answered 413.")
 @click.option("--tls-handshake-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
               help="Seconds a client may take to complete its TLS handshake.")
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
@@ -106,7 +108,8 @@ def sample_api(**options: Any) -> None:
                                    f"{options['tls_key']}: {exc}") from exc
     # Read by the serving loop (authz.tls.listener), which uvicorn builds before the app.
     os.environ.update(ConnectionLimits(options["tls_handshake_timeout"], options["max_connections"]).environment())
-    app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
+    app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"],
+                     max_body_bytes=options["max_body_bytes"])
     if proxy_mode is not None:
         app = ForwardedCertificate(app, proxy_mode)
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
