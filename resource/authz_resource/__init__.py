@@ -3,10 +3,12 @@ certificate of the request's TLS connection.
 
     from authz_resource import AuthorizationServer, BearerTokenMiddleware, JWTAccessTokenValidator
     server = AuthorizationServer("https://as.example", ca_file="as-ca.pem")
-    validator = JWTAccessTokenValidator(server, audience="https://api.example")
-    app = BearerTokenMiddleware(app, validator, realm="api")
+    validator = JWTAccessTokenValidator(server, audience="https://api.example")  # algorithms=["ES256"]
+    app = BearerTokenMiddleware(app, validator, realm="api", max_body_bytes=64 * 1024)
 
-and ``@require_scopes("accounts:read")`` on routes. See ``authz_resource.sample`` for a whole API.
+and ``@require_scopes("accounts:read")`` on routes. ``audience`` is this API's identifier: the
+``aud`` its tokens carry, which clients request with RFC 8707 ``resource``. See
+``authz_resource.sample`` for a whole API.
 
 Behind a TLS-terminating proxy, wrap the application so that the certificate comes from the
 proxy's header, from trusted proxies only:
@@ -19,6 +21,7 @@ from authz.proxy.mode import ForwardedCertificate, ProxyMode, build_proxy_mode
 from authz_resource.access_jwt import ASYMMETRIC_ALGORITHMS, JWTAccessTokenValidator
 from authz_resource.authorization_server import AuthorizationServer
 from authz_resource.errors import (
+    ContentTooLarge,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -38,6 +41,7 @@ __all__ = [
     "AccessToken",
     "AuthorizationServer",
     "BearerTokenMiddleware",
+    "ContentTooLarge",
     "ForwardedCertificate",
     "InsufficientScope",
     "IntrospectionValidator",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from authz_resource.errors import InsufficientScope, NoToken, Refusal, VerificationUnavailable
+from authz_resource.errors import ContentTooLarge, InsufficientScope, NoToken, Refusal, VerificationUnavailable
 
 __all__ = ["check_realm", "render", "www_authenticate"]
 
@@ -50,6 +50,10 @@ def render(refusal: Refusal, realm: str) -> tuple[int, list[tuple[bytes, bytes]]
     ]
     if isinstance(refusal, VerificationUnavailable):
         headers.append((b"retry-after", b"1"))
+    elif isinstance(refusal, ContentTooLarge):
+        # uvicorn would otherwise read (and drop) the rest of the body to keep the
+        # connection: however large it is.
+        headers.append((b"connection", b"close"))
     else:
         headers.append((b"www-authenticate", www_authenticate(refusal, realm).encode("ascii")))
     if isinstance(refusal, InsufficientScope):

@@ -1,10 +1,11 @@
-"""Claim checks shared by the JWT and the introspection paths: issuer, audience, time."""
+"""Claim checks shared by the JWT and the introspection paths (``authz_resource.policy`` runs
+them): issuer, audience, presence, time."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from authz_resource.errors import InvalidToken
 
@@ -29,14 +30,33 @@ def check_required(claims: Mapping[str, Any], names: tuple[str, ...]) -> None:
                            "(RFC 9068 section 2.2)", detail=f"missing {missing}")
 
 
-def check_audience(claims: Mapping[str, Any], audience: str, *, required: bool) -> None:
+def check_audience(claims: Mapping[str, Any], audience: str, source: Literal["jwt", "introspection"]) -> None:
+    """``aud`` (a string or an array of strings, RFC 7519 §4.1.3) includes ``audience``.
+    Required in both modes: see ``authz_resource.policy``."""
     aud = claims.get("aud")
-    if aud is None and not required:
-        return
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    # Named in the description: the client learns which identifier to request its tokens
+    # for (RFC 8707 resource), and it is no secret.
+    if aud is None:
+        if source == "jwt":
+            raise InvalidToken("wrong_audience", f"the access token is not meant for this resource server: it has no "
+                               f"aud claim (expected {audience})", detail=f"aud absent, expected {audience!r}")
+        raise InvalidToken(
+            "wrong_audience",
+            "the access token is not meant for this resource server: the authorization server's introspection "
+            f"answer has no aud (expected {audience})",
+            detail=f"introspection answer without aud, expected {audience!r} (members {sorted(claims)[:20]}); "
+                   "the authorization server must include aud in its answers (optional in RFC 7662 section 2.2, "
+                   "required here)",
+        )
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+    if audiences is None or not all(isinstance(a, str) for a in audiences):
+        raise InvalidToken("malformed_claims", "the access token's aud claim is not a string or an array of strings",
+                           detail=f"aud={repr(aud)[:100]}")
     if audience not in audiences:
-        raise InvalidToken("wrong_audience", "the access token is not meant for this resource server (aud)",
-                           detail=f"aud {aud!r}, expected {audience!r}")
+        where = "" if source == "jwt" else " (introspection answer)"
+        raise InvalidToken("wrong_audience", f"the access token is not meant for this resource server: its aud does "
+                           f"not include {audience}",
+                           detail=f"aud {repr(aud)[:300]}{where}, expected {audience!r}")
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "ContentTooLarge",
     "InsufficientScope",
     "InvalidRequest",
     "InvalidToken",
@@ -24,6 +25,7 @@ class Refusal(Exception):
 
     status: ClassVar[int] = 401
     error: ClassVar[str | None] = None
+    log_event: ClassVar[str] = "bearer_token_refused"
 
     def __init__(self, reason: str, description: str, *, detail: str = "", **log_fields: Any) -> None:
         super().__init__(description)
@@ -74,3 +76,17 @@ class VerificationUnavailable(Refusal):
 
     status = 503
     error = "temporarily_unavailable"
+
+
+class ContentTooLarge(Refusal):
+    """RFC 9110 §15.5.14: the request body is over the configured limit. Not about the
+    token, so no Bearer challenge; the connection is closed after the answer, so that the
+    rest of the body is not read."""
+
+    status = 413
+    error = "invalid_request"
+    log_event = "request_refused"
+
+    def __init__(self, limit: int, *, detail: str) -> None:
+        super().__init__("body_too_large", f"the request body exceeds {limit} bytes", detail=detail)
+        self.limit = limit

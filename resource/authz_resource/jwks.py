@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from joserfc.errors import JoseError
-from joserfc.jwk import JWKRegistry, Key
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import JWKRegistry, Key, RSAKey
 
 from authz_resource.errors import InvalidToken, VerificationUnavailable
 
@@ -31,42 +32,44 @@ __all__ = ["KeyCache", "PublishedKeys"]
 
 log = structlog.get_logger("authz_resource.jwks")
 
+# RFC 7518 §3.3 and §3.5: RS* and PS* keys MUST be at least 2048 bits; joserfc does not check.
+MIN_RSA_BITS = 2048
+
 
 @dataclass(frozen=True, slots=True)
 class PublishedKeys:
-    """One fetched JWK Set: signature keys by ``kid``, and those without a ``kid``."""
+    """One fetched JWK Set: signature keys by ``kid``, those without a ``kid``, and why
+    the entries that are not used were skipped (for the refusal's detail)."""
 
     by_kid: Mapping[str, Key]
     without_kid: tuple[Key, ...]
+    skipped: Mapping[str, str]
 
     @classmethod
     def parse(cls, jwks: Mapping[str, Any]) -> PublishedKeys:
         by_kid: dict[str, Key] = {}
         without_kid: list[Key] = []
+        skipped: dict[str, str] = {}
         entries = jwks.get("keys")
         if not isinstance(entries, list):
             raise ValueError("the JWK Set has no 'keys' array")
         for entry in entries:
-            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
-                continue
-            if entry.get("kty") == "oct":
-                # A symmetric key in a public JWK Set is a misconfiguration at best; it must
-                # never become a verification key (HMAC confusion).
-                continue
-            try:
-                key = JWKRegistry.import_key(entry)
-            except (JoseError, ValueError, TypeError, KeyError) as exc:
-                log.warning("jwk_skipped", kid=entry.get("kid"), error=f"{type(exc).__name__}: {exc}")
-                continue
-            if key.is_private:
-                log.warning("jwk_skipped", kid=entry.get("kid"), error="the JWK Set publishes a private key")
+            if not isinstance(entry, dict):
                 continue
             kid = entry.get("kid")
+            try:
+                key = _verification_key(entry)
+            except _Unusable as exc:
+                if entry.get("use", "sig") == "sig":  # an encryption key is simply not for us
+                    log.warning("jwk_skipped", kid=kid, error=str(exc))
+                if isinstance(kid, str):
+                    skipped[kid] = str(exc)
+                continue
             if isinstance(kid, str):
                 by_kid[kid] = key
             else:
                 without_kid.append(key)
-        return cls(by_kid, tuple(without_kid))
+        return cls(by_kid, tuple(without_kid), skipped)
 
     def find(self, kid: str | None) -> Key | None:
         if kid is not None:
@@ -78,6 +81,34 @@ class PublishedKeys:
     @property
     def kids(self) -> frozenset[str]:
         return frozenset(self.by_kid)
+
+
+class _Unusable(Exception):
+    """Why a JWK Set entry is not a verification key."""
+
+
+def _verification_key(entry: Mapping[str, Any]) -> Key:
+    if entry.get("use", "sig") != "sig":
+        raise _Unusable(f"use {entry.get('use')!r}, not sig")
+    if entry.get("kty") == "oct":
+        # A symmetric key in a public JWK Set is a misconfiguration at best; it must never
+        # become a verification key (HMAC confusion).
+        raise _Unusable("a symmetric (oct) key is never a verification key")
+    try:
+        with warnings.catch_warnings():
+            # joserfc warns about (and still returns) an RSA key under 2048 bits: refused
+            # below, with a log line that names the key.
+            warnings.simplefilter("ignore", SecurityWarning)
+            key = JWKRegistry.import_key(dict(entry))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise _Unusable(f"not a valid JWK: {type(exc).__name__}: {exc}") from None
+    if key.is_private:
+        raise _Unusable("the JWK Set publishes a private key")
+    if isinstance(key, RSAKey):
+        bits = key.get_op_key("verify").key_size
+        if bits < MIN_RSA_BITS:
+            raise _Unusable(f"RSA key of {bits} bits (at least {MIN_RSA_BITS}, RFC 7518 section 3.3)")
+    return key
 
 
 class KeyCache:
@@ -139,7 +170,9 @@ class KeyCache:
         if not refreshed and self._last_error is not None and self._attempted_at is not None \
                 and self._attempted_at > self._fetched_at:
             raise _again(self._last_error)  # the last refresh failed: we cannot tell
-        described = "has no kid and the key set is not a single key" if kid is None else "is not published"
+        skipped = self._keys.skipped.get(kid) if self._keys is not None and kid is not None else None
+        described = ("has no kid and the key set is not a single key" if kid is None
+                     else f"is published but not usable: {skipped}" if skipped else "is not published")
         raise InvalidToken(
             "unknown_kid",
             "the access token was signed with a key the authorization server does not publish",

@@ -3,10 +3,14 @@ route of an application with certificate-bound access tokens (RFC 6750 + RFC 870
 
 Per request: take the token from the Authorization header, have the validator verify it
 (JWT signature or introspection, issuer, audience, time), check that it is bound to the
-client certificate of this TLS connection, then hand the verified ``AccessToken`` to the
+client certificate of this TLS connection, check the middleware-wide scopes, read the
+body up to ``max_body_bytes`` when set, then hand the verified ``AccessToken`` to the
 application as ``scope["auth"]`` (Starlette: ``request.auth``). Routes declare the scopes
 they need with ``authz_resource.scopes``. Every refusal is answered per RFC 6750 §3 and logged
 once, with the reason the client is not told.
+
+The token comes before the body: a client without a valid token is refused without a byte
+of its body being read.
 
 All per-request state lives in locals; the instance only holds configuration and the
 validator's caches, so one instance serves concurrent requests.
@@ -23,8 +27,9 @@ import structlog
 from authz_resource._asgi import ASGIApp, Message, Receive, Scope, Send
 from authz_resource.bearer import bearer_token
 from authz_resource.binding import UNPARSABLE_CERTIFICATE, check_binding, connection_certificate
+from authz_resource.body import ClientGone, bounded_body
 from authz_resource.challenge import check_realm, render
-from authz_resource.errors import InsufficientScope, InvalidToken, Refusal
+from authz_resource.errors import ContentTooLarge, InsufficientScope, InvalidToken, Refusal
 from authz_resource.token import AccessToken
 from authz_resource.validator import TokenValidator
 
@@ -62,7 +67,7 @@ class Challenger:
         line.update(refusal.log_fields)
         line.update(fields)
         event = getattr(log, level or ("warning" if refusal.status >= 500 else "info"))
-        event("bearer_token_refused", **line)
+        event(refusal.log_event, **line)
 
     def response(self, refusal: Refusal) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         return render(refusal, self.realm)
@@ -88,7 +93,9 @@ class BearerTokenMiddleware:
     ``exempt_paths``: exact paths served without a token (health checks); everything else
     needs one. ``required_scopes``: scopes every protected request needs, on top of the
     per-route ones. ``allow_unbound_tokens``: accept tokens without ``cnf`` (off by
-    default: RFC 8705 deployments exist to refuse replayable tokens).
+    default: RFC 8705 deployments exist to refuse replayable tokens). ``max_body_bytes``:
+    a larger request body is answered 413 before the application runs, on exempt paths
+    too (see ``authz_resource.body``); None: no limit.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class BearerTokenMiddleware:
         exempt_paths: Iterable[str] = (),
         required_scopes: Collection[str] = (),
         allow_unbound_tokens: bool = False,
+        max_body_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.validator = validator
@@ -109,6 +117,9 @@ class BearerTokenMiddleware:
             raise ValueError("exempt_paths are absolute paths, e.g. '/health'")
         self.required_scopes = frozenset(required_scopes)
         self.allow_unbound_tokens = allow_unbound_tokens
+        if max_body_bytes is not None and (isinstance(max_body_bytes, bool) or max_body_bytes < 0):
+            raise ValueError(f"max_body_bytes must be a number of bytes (0 or more), or None; got {max_body_bytes!r}")
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -119,9 +130,25 @@ class BearerTokenMiddleware:
             await self.app(scope, receive, send)
             return
         scope[CHALLENGE_KEY] = self.challenger
-        if scope["path"] in self.exempt_paths:
-            await self.app(scope, receive, send)
-            return
+        token: AccessToken | None = None
+        if scope["path"] not in self.exempt_paths:
+            token = await self._verified_token(scope, send)
+            if token is None:
+                return
+            scope["auth"] = token
+        if self.max_body_bytes is not None and kind == "http":
+            try:
+                receive = await bounded_body(scope, receive, self.max_body_bytes)
+            except ContentTooLarge as refusal:
+                self.challenger.log(refusal, scope, token)
+                await self.challenger.send(refusal, scope, send)
+                return
+            except ClientGone:
+                return
+        await self.app(scope, receive, send)
+
+    async def _verified_token(self, scope: Scope, send: Send) -> AccessToken | None:
+        """The request's verified token, or None once the refusal is answered and logged."""
         token: AccessToken | None = None
         try:
             raw = bearer_token(scope)
@@ -133,7 +160,7 @@ class BearerTokenMiddleware:
         except Refusal as refusal:
             self.challenger.log(refusal, scope, token, **_certificate_fields(scope, refusal))
             await self.challenger.send(refusal, scope, send)
-            return
+            return None
         except Exception as exc:
             # Last resort for a defect in a validator (ours or a custom one): fail closed as
             # invalid_token, never a 500 with a stack trace; the operator gets the traceback.
@@ -143,9 +170,8 @@ class BearerTokenMiddleware:
             self.challenger.log(failure, scope, token, level="error", traceback=_traceback(exc),
                                 **_certificate_fields(scope))
             await self.challenger.send(failure, scope, send)
-            return
-        scope["auth"] = token
-        await self.app(scope, receive, send)
+            return None
+        return token
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         # Warm the validator up at start-up and close its HTTP client at shutdown, whatever

@@ -30,8 +30,8 @@ class RecordingLog:
     def __getattr__(self, level: str) -> Any:
         return self._record(level)
 
-    def refusals(self) -> list[dict[str, Any]]:
-        return [fields for _, event, fields in self.lines if event == "bearer_token_refused"]
+    def refusals(self, event: str = "bearer_token_refused") -> list[dict[str, Any]]:
+        return [fields for _, logged, fields in self.lines if logged == event]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,8 @@ from urllib.parse import parse_qs
 
 import httpx
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, Key
 
 ISSUER = "https://as.test"
 AUDIENCE = "https://api.test"
@@ -25,7 +27,10 @@ def b64url(data: bytes) -> str:
 
 @dataclass
 class FakeAuthorizationServer:
-    keys: list[ECKey] = field(default_factory=lambda: [ECKey.generate_key("P-256", private=True)])
+    keys: list[Key] = field(default_factory=lambda: [ECKey.generate_key("P-256", private=True)])
+    # kid -> the alg its JWK names (None: no alg member) and tokens are signed with; ES256
+    # for the keys not listed.
+    algs: dict[str, str | None] = field(default_factory=dict)
     introspection: dict[str, dict[str, Any]] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     down: bool = False
@@ -34,12 +39,25 @@ class FakeAuthorizationServer:
     jwks_path: str = "/jwks"
 
     @property
-    def active(self) -> ECKey:
+    def active(self) -> Key:
         return self.keys[0]
 
+    def alg_of(self, key: Key) -> str | None:
+        return self.algs.get(key.thumbprint(), "ES256")
+
+    def publish(self, key: Key, alg: str | None) -> Key:
+        """Add ``key`` to the JWK Set (after the active one), its JWK naming ``alg``."""
+        self.keys.append(key)
+        self.algs[key.thumbprint()] = alg
+        return key
+
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [{**k.as_dict(private=False), "kid": k.thumbprint(), "alg": "ES256", "use": "sig"}
-                         for k in self.keys]}
+        entries = []
+        for k in self.keys:
+            alg = self.alg_of(k)
+            entries.append({**k.as_dict(private=False), "kid": k.thumbprint(), "use": "sig",
+                            **({"alg": alg} if alg else {})})
+        return {"keys": entries}
 
     def rotate(self) -> ECKey:
         self.keys.insert(0, ECKey.generate_key("P-256", private=True))
@@ -74,12 +92,15 @@ class FakeAuthorizationServer:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def sign(self, claims: dict[str, Any], *, key: ECKey | None = None, **header: Any) -> str:
+    def sign(self, claims: dict[str, Any], *, key: Key | None = None, **header: Any) -> str:
         key = key or self.active
-        full = {"alg": "ES256", "typ": "at+jwt", "kid": key.thumbprint(), **header}
-        return jwt.encode({k: v for k, v in full.items() if v is not None}, claims, key, algorithms=["ES256"])
+        full = {"alg": self.alg_of(key) or "ES256", "typ": "at+jwt", "kid": key.thumbprint(), **header}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # EdDSA: deprecated name (RFC 9864)
+            return jwt.encode({k: v for k, v in full.items() if v is not None}, claims, key,
+                              algorithms=[full["alg"]])
 
-    def token(self, thumbprint: str | None, *, key: ECKey | None = None, **claims: Any) -> str:
+    def token(self, thumbprint: str | None, *, key: Key | None = None, **claims: Any) -> str:
         cnf = {"cnf": {"x5t#S256": thumbprint}} if thumbprint else {}
         return self.sign(self.claims(**cnf, **claims), key=key)
 

@@ -88,7 +88,7 @@ def authorization_server(fake: FakeAuthorizationServer) -> AuthorizationServer:
 
 
 def jwt_validator(fake: FakeAuthorizationServer, **kwargs: Any) -> JWTAccessTokenValidator:
-    return JWTAccessTokenValidator(authorization_server(fake), audience=AUDIENCE, **kwargs)
+    return JWTAccessTokenValidator(authorization_server(fake), **{"audience": AUDIENCE, **kwargs})
 
 
 def introspection_validator(fake: FakeAuthorizationServer, **kwargs: Any) -> IntrospectionValidator:

@@ -95,12 +95,50 @@ async def test_minimal_active_answer(fake: FakeAuthorizationServer) -> None:
     assert token.expires_at == float("inf") and token.scopes == frozenset() and token.certificate_thumbprint is None
 
 
-async def test_an_answer_without_aud_is_enough_only_without_a_configured_audience(
-        fake: FakeAuthorizationServer) -> None:
-    fake.introspection["t"] = {"active": True}
-    assert (await refused(introspection_validator(fake), "t")).reason == "wrong_audience"
-    token = await introspection_validator(fake, audience=None).validate("t")
-    assert token.source == "introspection"
+async def test_an_answer_without_aud_is_refused(fake: FakeAuthorizationServer) -> None:
+    """The audience is required in both modes now (it used to be optional here, with
+    audience=None accepting any answer): the AS answers "active" for every resource server's
+    tokens, and only aud says this one is meant for us."""
+    fake.introspection["t"] = {"active": True, **fake.claims(aud=None)}
+    refusal = await refused(introspection_validator(fake), "t")
+    assert refusal.reason == "wrong_audience"
+    assert refusal.description == ("the access token is not meant for this resource server: the authorization "
+                                   f"server's introspection answer has no aud (expected {AUDIENCE})")
+    assert "introspection answer without aud" in refusal.detail and "'client_id'" in refusal.detail
+    assert refusal.log_fields == {"client_id": "alice", "sub": "alice", "jti": fake.introspection["t"]["jti"],
+                                  "token_source": "introspection"}
+
+
+@pytest.mark.parametrize("aud", ["https://other.test", [], ["https://other.test", AUDIENCE + "/"]])
+async def test_an_answer_for_another_audience_is_refused(fake: FakeAuthorizationServer, aud: Any) -> None:
+    fake.introspection["t"] = {"active": True, **fake.claims(aud=aud)}
+    refusal = await refused(introspection_validator(fake), "t")
+    assert refusal.reason == "wrong_audience"
+    assert refusal.description == f"the access token is not meant for this resource server: its aud does not " \
+                                  f"include {AUDIENCE}"
+    assert refusal.detail == f"aud {aud!r} (introspection answer), expected {AUDIENCE!r}"
+
+
+@pytest.mark.parametrize("aud", [5, {"a": 1}, [AUDIENCE, 5]], ids=["number", "object", "list-with-number"])
+async def test_a_malformed_aud_is_refused(fake: FakeAuthorizationServer, aud: Any) -> None:
+    fake.introspection["t"] = {"active": True, "aud": aud}
+    refusal = await refused(introspection_validator(fake), "t")
+    assert (refusal.reason, refusal.description) == (
+        "malformed_claims", "the access token's aud claim is not a string or an array of strings")
+
+
+async def test_aud_may_list_several_resource_servers(fake: FakeAuthorizationServer) -> None:
+    fake.introspection["t"] = {"active": True, "aud": ["https://other.test", AUDIENCE]}
+    assert (await introspection_validator(fake).validate("t")).source == "introspection"
+
+
+@pytest.mark.parametrize("missing", ["iss", "exp", "sub", "client_id", "iat", "jti"])
+async def test_only_aud_is_required_of_an_introspection_answer(fake: FakeAuthorizationServer, missing: str) -> None:
+    """RFC 7662 §2.2 makes every member but active optional: active already says the token
+    is valid now, iss is the endpoint's, and the others only identify the token. A JWT must
+    carry them all (test_jwt_validator.py)."""
+    fake.introspection["t"] = {"active": True, **fake.claims(**{missing: None})}
+    assert (await introspection_validator(fake).validate("t")).source == "introspection"
 
 
 async def test_failures_are_not_cached(fake: FakeAuthorizationServer) -> None:
@@ -144,7 +182,7 @@ async def test_bad_answers_are_unavailable(status: int, body: bytes) -> None:
     from authz_resource import IntrospectionValidator
 
     with pytest.raises(VerificationUnavailable) as info:
-        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+        await IntrospectionValidator(server, client_id="rs", audience=AUDIENCE).validate("t")
     assert info.value.reason == "introspection_failed"
 
 
@@ -165,7 +203,7 @@ async def test_an_oversized_streamed_answer_is_not_read_to_the_end() -> None:
     from authz_resource import IntrospectionValidator
 
     with pytest.raises(VerificationUnavailable) as info:
-        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+        await IntrospectionValidator(server, client_id="rs", audience=AUDIENCE).validate("t")
     assert info.value.reason == "introspection_failed" and "larger than 1 MiB" in info.value.detail
     assert len(chunks_read) < 100
 
@@ -178,7 +216,7 @@ async def test_a_malformed_endpoint_url_in_the_metadata_is_unavailable() -> None
     from authz_resource import IntrospectionValidator
 
     with pytest.raises(VerificationUnavailable) as info:
-        await IntrospectionValidator(server, client_id="rs", audience=None).validate("t")
+        await IntrospectionValidator(server, client_id="rs", audience=AUDIENCE).validate("t")
     assert info.value.reason == "introspection_unreachable"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authz_resource.sample.app import create_app
+from authz_resource.sample.app import MAX_BODY_BYTES, create_app
 from tests.resource.fake_as import FakeAuthorizationServer
 from tests.resource.inprocess import TLSLayer, chain_of, jwt_validator, thumbprint
 from tests.support.pki import Issued, TestCA
@@ -58,6 +58,8 @@ async def test_unreadable_bodies_are_422(client: tuple[httpx.AsyncClient, str], 
 
 
 async def test_oversized_body_is_413_and_not_read_to_the_end(client: tuple[httpx.AsyncClient, str]) -> None:
+    """The limit is the middleware's now (it used to be the endpoint's, with error
+    "body_too_large"): the answer is the invalid_request JSON the AS's own 413 has."""
     http, _ = client
     sent: list[int] = []
 
@@ -68,8 +70,18 @@ async def test_oversized_body_is_413_and_not_read_to_the_end(client: tuple[httpx
 
     response = await http.post("/accounts", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
-    assert response.json()["error"] == "body_too_large"
+    assert response.json() == {"error": "invalid_request", "error_description": "the request body exceeds 16384 bytes"}
+    assert response.headers["connection"] == "close"
     assert len(sent) < 1000
+
+
+async def test_a_body_of_exactly_the_limit_reaches_the_endpoint(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _ = client
+    body = b'{"owner": "Ada", "currency": "EUR"}'
+    response = await http.post("/accounts", content=body + b" " * (MAX_BODY_BYTES - len(body)))
+    assert response.status_code == 201, response.text
+    response = await http.post("/accounts", content=body + b" " * (MAX_BODY_BYTES + 1 - len(body)))
+    assert response.status_code == 413
 
 
 async def test_create_then_read(client: tuple[httpx.AsyncClient, str]) -> None:

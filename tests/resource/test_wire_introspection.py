@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.resource.wire import Deployment, start_sample_api
+from tests.resource.wire import API_AUDIENCE, Deployment, start_sample_api
 
 pytestmark = pytest.mark.wire
 
@@ -54,10 +54,17 @@ def test_unknown_or_garbage_tokens_are_inactive(deployment: Deployment) -> None:
 
 def test_insufficient_scope(deployment: Deployment) -> None:
     token = deployment.token("bob", "accounts:read")
+    since = deployment.apis["introspection"].log_offset()
     response = deployment.call("introspection", "/accounts", who="bob", token=token, method="POST",
                                json={"owner": "Bob"})
     assert response.status_code == 403
-    assert 'scope="accounts:write"' in response.headers["www-authenticate"]
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="accounts", error="insufficient_scope", error_description="the access token lacks the '
+        'scope this resource needs: accounts:write", scope="accounts:write"'
+    )
+    [line] = [e for e in deployment.apis["introspection"].events(since) if e.get("event") == "bearer_token_refused"]
+    assert (line["status"], line["reason"], line["client_id"], line["token_source"]) == (
+        403, "insufficient_scope", "bob", "introspection")
 
 
 def test_refused_api_credentials_mean_503_not_401(deployment: Deployment) -> None:
@@ -66,6 +73,7 @@ def test_refused_api_credentials_mean_503_not_401(deployment: Deployment) -> Non
     rs = deployment.identities["rs"]
     api = start_sample_api(
         deployment.directory, "api-wrong-client-id", issuer=deployment.issuer, ca_file=deployment.ca_file,
+        audience=API_AUDIENCE,
         tls=(deployment.directory / "server.crt", deployment.directory / "server.key"),
         extra_args=["--introspection", "--client-cert", str(rs.cert), "--client-key", str(rs.key),
                     "--client-id", "alice"])

@@ -186,6 +186,7 @@ def test_unbound_token_is_refused(deployment: Deployment) -> None:
 
 def test_insufficient_scope(deployment: Deployment) -> None:
     token = deployment.token("bob", "accounts:read")
+    since = deployment.apis["jwt"].log_offset()
     response = deployment.call("jwt", "/accounts", who="bob", token=token, method="POST", json={"owner": "Bob"})
     assert response.status_code == 403
     assert response.headers["www-authenticate"] == (
@@ -193,6 +194,10 @@ def test_insufficient_scope(deployment: Deployment) -> None:
         'scope this resource needs: accounts:write", scope="accounts:write"'
     )
     assert response.json()["scope"] == "accounts:write"
+    [line] = [e for e in deployment.apis["jwt"].events(since) if e.get("event") == "bearer_token_refused"]
+    assert (line["status"], line["reason"], line["client_id"], line["path"]) == (
+        403, "insufficient_scope", "bob", "/accounts")
+    assert line["detail"] == "required ['accounts:write'], token has ['accounts:read']"
 
 
 def test_token_in_query_string_is_not_accepted(deployment: Deployment) -> None:

@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
+import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, Key
 
 from authz.certificates.thumbprint import x5t_s256
 from authz.storage.sqlite import SQLiteRecordStore
@@ -130,14 +135,77 @@ class Deployment:
                           algorithms=["ES256"])
 
 
+class StaticIssuer:
+    """A stand-in authorization server over real TLS for what ``authz serve`` cannot be made to
+    do: publish keys of other algorithms (the test signs with them) and give introspection
+    answers the test writes (without aud, for another audience). Serves its metadata, ``jwks``
+    (by default empty) and ``answers`` (token -> introspection answer; unknown tokens are
+    inactive)."""
+
+    def __init__(self, tls: tuple[Path, Path]) -> None:
+        self.jwks: dict[str, Any] = {"keys": []}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.hits: Counter[str] = Counter()
+        issuer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                issuer.hits[self.path] += 1
+                if self.path == "/.well-known/oauth-authorization-server":
+                    self._json({"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks",
+                                "introspection_endpoint": issuer.url + "/introspect"})
+                elif self.path == "/jwks":
+                    self._json(issuer.jwks)
+                else:
+                    self._json({"error": "not_found"}, 404)
+
+            def do_POST(self) -> None:
+                issuer.hits[self.path] += 1
+                form = parse_qs(self.rfile.read(int(self.headers.get("content-length", "0"))).decode())
+                self._json(issuer.answers.get(form.get("token", [""])[0], {"active": False}))
+
+            def _json(self, document: dict[str, Any], status: int = 200) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, key: Key, alg: str | None) -> str:
+        """Publish ``key``'s public part, its JWK naming ``alg``; returns its kid."""
+        kid = key.thumbprint()
+        self.jwks["keys"].append({**key.as_dict(private=False), "kid": kid, "use": "sig",
+                                  **({"alg": alg} if alg else {})})
+        return kid
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def start_sample_api(directory: Path, name: str, *, issuer: str, ca_file: Path, tls: tuple[Path, Path] | None,
-                     extra_args: Sequence[str] = (), timeout: float = 20.0, port: int | None = None) -> RunningServer:
+                     extra_args: Sequence[str] = (), timeout: float = 20.0, port: int | None = None,
+                     audience: str | None = None) -> RunningServer:
     """The sample API on ``port`` (default: a free one); returns when it accepts requests.
-    Without ``tls`` (proxy mode behind a TLS-terminating proxy, in ``extra_args``): plain HTTP."""
+    Without ``tls`` (proxy mode behind a TLS-terminating proxy, in ``extra_args``): plain HTTP.
+    ``audience`` defaults to ``issuer``: the aud of an ``authz serve`` without --audience."""
     port = port or free_port()
     log_path = directory / f"{name}.log"
     tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
-    args = [*SAMPLE_API, *tls_args, "--issuer", issuer, "--ca-file", str(ca_file), "--port", str(port), *extra_args]
+    args = [*SAMPLE_API, *tls_args, "--issuer", issuer, "--ca-file", str(ca_file), "--port", str(port),
+            "--audience", audience or issuer, *extra_args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     with open(log_path, "wb") as log_file:
         # cwd outside the repository: the installed authz_resource is what runs.
@@ -186,15 +254,14 @@ def deploy(directory: Path) -> Iterator[Deployment]:
                          extra_args=["--audience", API_AUDIENCE])
     deployment = Deployment(directory, ca_file, authz, identities)
     try:
-        common = {"issuer": authz.base_url, "ca_file": ca_file, "tls": server_tls}
+        common = {"issuer": authz.base_url, "ca_file": ca_file, "tls": server_tls, "audience": API_AUDIENCE}
         deployment.apis["jwt"] = start_sample_api(directory, "api-jwt", **common,  # type: ignore[arg-type]
-                                                  extra_args=["--jwks-refresh-cooldown", "0.2",
-                                                              "--audience", API_AUDIENCE])
+                                                  extra_args=["--jwks-refresh-cooldown", "0.2"])
         rs = identities["rs"]
         deployment.apis["introspection"] = start_sample_api(
             directory, "api-introspection", **common,  # type: ignore[arg-type]
             extra_args=["--introspection", "--client-cert", str(rs.cert), "--client-key", str(rs.key),
-                        "--client-id", "rs", "--introspection-cache-ttl", "1", "--audience", API_AUDIENCE])
+                        "--client-id", "rs", "--introspection-cache-ttl", "1"])
         yield deployment
     finally:
         for api in deployment.apis.values():

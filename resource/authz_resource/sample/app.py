@@ -5,6 +5,10 @@
     GET  /accounts/{account_id}     accounts:read
     POST /accounts                  accounts:write   {"owner": "...", "currency": "EUR"}
 
+Each route declares its scope with ``@require_scopes``: a token without it gets 403
+``insufficient_scope`` naming the scope. Request bodies over ``max_body_bytes`` (16 KiB by
+default) are refused with 413 by the middleware, before any endpoint runs.
+
 The store is a dict in the application's state: a sample, not a bank.
 """
 
@@ -60,12 +64,7 @@ async def get_account(request: Request) -> JSONResponse:
 
 @require_scopes("accounts:write")
 async def create_account(request: Request) -> JSONResponse:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "body_too_large",
-                                 "error_description": f"the body exceeds {MAX_BODY_BYTES} bytes"}, status_code=413)
+    raw = await request.body()  # at most max_body_bytes: BearerTokenMiddleware read it first
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
@@ -101,7 +100,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbound_tokens: bool = False) -> Any:
+def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbound_tokens: bool = False,
+               max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The Starlette app wrapped in ``BearerTokenMiddleware`` (``/health`` stays open)."""
     app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error})
     # GET /accounts/ is a 404 like any unknown path, not a redirect a client might follow
@@ -109,4 +109,4 @@ def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbo
     app.router.redirect_slashes = False
     app.state.accounts = _seed()
     return BearerTokenMiddleware(app, validator, realm=realm, exempt_paths={"/health"},
-                                 allow_unbound_tokens=allow_unbound_tokens)
+                                 allow_unbound_tokens=allow_unbound_tokens, max_body_bytes=max_body_bytes)

@@ -27,7 +27,14 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               "certificate (default: the system store).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8444, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--audience", help="aud that tokens for this API carry (default: the issuer, as `authz serve`).")
+@click.option("--audience", required=True, metavar="URI",
+              help="This API's identifier, an absolute URI: tokens are accepted only when their aud includes it "
+                   "(compared exactly), in JWT and in introspection mode. Clients request tokens for it with "
+                   "resource=URI (RFC 8707).")
+@click.option("--algorithm", "algorithms", multiple=True, metavar="ALG",
+              help="JWS algorithm accepted for JWT access tokens; repeat for several (default: ES256). "
+                   "ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519 Ed448; "
+                   "none and HS* are refused.")
 @click.option("--realm", default="accounts", show_default=True, help="Realm named in WWW-Authenticate.")
 @click.option("--introspection", is_flag=True,
               help="Check every token at the introspection endpoint (sees revocations) instead of verifying JWTs.")
@@ -42,6 +49,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--leeway", default=30.0, show_default=True, type=click.FloatRange(0, 300),
               help="Clock-skew tolerance for exp/nbf/iat, seconds.")
 @click.option("--allow-unbound-tokens", is_flag=True, help="Accept tokens without cnf (not recommended).")
+@click.option("--max-body-bytes", default=16 * 1024, show_default=True, type=click.IntRange(0, 64 * 1024 * 1024),
+              help="Largest request body accepted; a larger one (declared, or chunked) is answered 413.")
 @click.option("--tls-handshake-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
               help="Seconds a client may take to complete its TLS handshake.")
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1, 1_000_000),
@@ -51,8 +60,14 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "console"]))
 def sample_api(**options: Any) -> None:
-    """Run the sample accounts API (accounts:read, accounts:write) protected by
-    certificate-bound access tokens (RFC 8705 §3).
+    """Run the sample accounts API protected by certificate-bound access tokens
+    (RFC 8705 §3) for --audience.
+
+    \b
+    GET  /health                  no token
+    GET  /accounts                accounts:read
+    GET  /accounts/{account_id}   accounts:read
+    POST /accounts                accounts:write
 
     JWT mode (default) verifies tokens with the authorization server's published keys;
     with --client-cert/--client-key/--client-id it also introspects opaque tokens.
@@ -93,7 +108,8 @@ def sample_api(**options: Any) -> None:
                                    f"{options['tls_key']}: {exc}") from exc
     # Read by the serving loop (authz.tls.listener), which uvicorn builds before the app.
     os.environ.update(ConnectionLimits(options["tls_handshake_timeout"], options["max_connections"]).environment())
-    app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"])
+    app = create_app(validator, realm=options["realm"], allow_unbound_tokens=options["allow_unbound_tokens"],
+                     max_body_bytes=options["max_body_bytes"])
     if proxy_mode is not None:
         app = ForwardedCertificate(app, proxy_mode)
     uvicorn.run(app, host=options["host"], port=options["port"], log_level=options["log_level"],
@@ -109,9 +125,12 @@ def _validator(options: dict[str, Any]) -> Any:
     if options["introspection"] and not all(client):
         raise ValueError("--introspection needs --client-cert, --client-key and --client-id "
                          "(the API authenticates to the introspection endpoint with its certificate)")
+    if options["introspection"] and options["algorithms"]:
+        raise ValueError("--algorithm applies to JWT verification; with --introspection the authorization "
+                         "server checks the signature")
     server = AuthorizationServer(options["issuer"], ca_file=options["ca_file"], client_cert=options["client_cert"],
                                  client_key=options["client_key"])
-    audience = options["audience"] or server.issuer
+    audience = options["audience"]
     introspection = None
     if all(client):
         introspection = IntrospectionValidator(server, client_id=options["client_id"], audience=audience,
@@ -119,5 +138,6 @@ def _validator(options: dict[str, Any]) -> Any:
                                                cache_ttl=options["introspection_cache_ttl"])
     if options["introspection"]:
         return introspection
-    return JWTAccessTokenValidator(server, audience=audience, leeway=options["leeway"],
-                                   jwks_refresh_cooldown=options["jwks_refresh_cooldown"], opaque=introspection)
+    return JWTAccessTokenValidator(server, audience=audience, algorithms=options["algorithms"] or ("ES256",),
+                                   leeway=options["leeway"], jwks_refresh_cooldown=options["jwks_refresh_cooldown"],
+                                   opaque=introspection)
