@@ -10,6 +10,8 @@ import click
 import uvicorn
 from pydantic import ValidationError
 
+from authz.audiences.model import ResourceServer
+from authz.audiences.registry import ResourceServers
 from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
@@ -153,16 +155,24 @@ def dev(directory: Path, port: int) -> None:
 
     self_signed = x509.load_pem_x509_certificate(pki.self_signed_cert.read_bytes())
 
+    # The sample API (authz sample-api, port 8444) as a resource server: the demo clients'
+    # tokens are for it (aud), and for nothing else.
+    sample_api = "https://127.0.0.1:8444"
+
     async def register(store: RecordStore) -> None:
+        await ResourceServers(store).register(ResourceServer(sample_api, ("accounts:read", "accounts:write"),
+                                                             frozenset()))
         directory_ = ClientDirectory(store)
         await directory_.register({
             "client_id": "demo-pki", "token_endpoint_auth_method": "tls_client_auth",
             "tls_client_auth_subject_dn": PKI_CLIENT_DN, "scope": "accounts:read accounts:write",
-        }, replace=True)
+            "allowed_resources": [sample_api],
+        }, replace=True, actor="authz-dev")
         await directory_.register({
             "client_id": "demo-self-signed", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": {"keys": [jwk_for_certificate(self_signed)]}, "scope": "accounts:read",
-        }, replace=True)
+            "allowed_resources": [sample_api],
+        }, replace=True, actor="authz-dev")
 
     with_store(StoreConfig(data_dir=data_dir), register, create=True)
     url = f"https://127.0.0.1:{port}/token"
@@ -174,6 +184,8 @@ def dev(directory: Path, port: int) -> None:
         f"  curl --cacert {d}/ca.crt --cert {d}/selfsigned.crt --key {d}/selfsigned.key \\\n"
         f"       -d grant_type=client_credentials -d client_id=demo-self-signed {url}\n\n"
         f"Metadata: curl --cacert {d}/ca.crt https://127.0.0.1:{port}/.well-known/oauth-authorization-server\n"
+        f"Tokens are for the sample API ({sample_api}): authz sample-api --audience {sample_api} ...\n"
+        f"The store is {data_dir.resolve()}: authz clients list --data-dir {data_dir}\n"
     )
     settings = _settings({
         "tls_cert": pki.server_cert, "tls_key": pki.server_key, "trust_anchors": [pki.ca_cert],
