@@ -102,6 +102,7 @@ class PresentedCertificate:
     def log_fields(self) -> dict[str, Any]:
         """What the operator needs to identify the certificate; never the key material."""
         return {
+            "cert_x5t_s256": self.x5t_s256,  # as in the token's cnf
             "cert_sha256": self.sha256_hex,
             "cert_subject": _safe_name(self.leaf, "subject"),
             "cert_issuer": _safe_name(self.leaf, "issuer"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from cryptography import x509
 
-__all__ = ["read_certificates"]
+__all__ = ["certificate_lines", "read_certificates"]
 
 
 def read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
@@ -29,3 +29,26 @@ def read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
                                      param_hint="--cert")
         certificates.append(found[0])
     return certificates
+
+
+def certificate_lines(ders: frozenset[bytes] | list[bytes]) -> list[str]:
+    """One line per registered certificate: its thumbprint as in ``cnf`` (x5t#S256,
+    base64url) and in hex, its subject and validity, and how long it has left."""
+    import datetime
+    import hashlib
+
+    from authz.certificates.thumbprint import x5t_s256
+
+    now = datetime.datetime.now(datetime.UTC)
+    lines = []
+    for der in sorted(ders):
+        certificate = x509.load_der_x509_certificate(der)
+        not_after = certificate.not_valid_after_utc
+        left = not_after - now
+        state = "EXPIRED" if left.total_seconds() <= 0 else f"expires in {left.days} days"
+        if certificate.not_valid_before_utc > now:
+            state = "NOT YET VALID"
+        lines.append(f"certificate x5t#S256={x5t_s256(der)} sha256={hashlib.sha256(der).hexdigest()} "
+                     f"subject={certificate.subject.rfc4514_string()!r} "
+                     f"valid {certificate.not_valid_before_utc:%Y-%m-%d} .. {not_after:%Y-%m-%d} ({state})")
+    return lines

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from authz.cli.certificate_files import read_certificates
+from authz.cli.certificate_files import certificate_lines, read_certificates
 from authz.cli.options import cli_actor, echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
 from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
@@ -147,9 +147,13 @@ def show(client_id: str, store: StoreConfig) -> None:
         raise click.ClickException(f"no client {client_id!r}")
     echo_json(metadata)
     try:
-        stored_client(client_id, metadata)
+        client = stored_client(client_id, metadata)
     except InvalidClientMetadata as exc:
         click.echo(f"warning: the server refuses this client: its registration is unusable: {exc}", err=True)
+        return
+    # On stderr, so that stdout stays the JSON document.
+    for line in certificate_lines(client.registered_certificates):
+        click.echo(line, err=True)
 
 
 @clients.command("remove")

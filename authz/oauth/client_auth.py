@@ -18,6 +18,7 @@ from authz.certificates.chain import ChainValidator
 from authz.certificates.check import check_client_certificate
 from authz.certificates.presented import PresentedCertificate, presented_certificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
+from authz.certificates.thumbprint import x5t_from_sha256_hex
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
 from authz.oauth.errors import MutualTLSClientError
@@ -138,10 +139,15 @@ def _unpresented_fields(rejected: CertificateRejected) -> dict[str, Any]:
 
 def _unparsable_fields(rejected: CertificateRejected) -> dict[str, Any]:
     if rejected.reason is RejectionReason.UNPARSABLE:
-        return {"cert": "unparsable", "cert_parse_error": rejected.detail, "cert_sha256": rejected.cert_sha256}
+        return {"cert": "unparsable", "cert_parse_error": rejected.detail, **_digests(rejected)}
     # Refused before parsing (authz.certificates.limits): what was over the limit.
     return {"cert": "refused", "cert_refusal": rejected.reason.name.lower(), "cert_problem": rejected.detail,
-            "cert_sha256": rejected.cert_sha256}
+            **_digests(rejected)}
+
+
+def _digests(rejected: CertificateRejected) -> dict[str, Any]:
+    sha256 = rejected.cert_sha256
+    return {"cert_x5t_s256": x5t_from_sha256_hex(sha256) if sha256 else None, "cert_sha256": sha256}
 
 
 def _authorization_scheme(request: ClientRequest) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import trustme
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from authz.cli.main import main
 from tests.support.server import authz_cli
@@ -65,3 +67,20 @@ def test_a_change_that_makes_the_registration_invalid_is_refused(tmp_path: Path)
     assert "allowed_resources" not in _show("svc", tmp_path)
     code, _, err = _run("clients", "update", "nobody", "--add-scope", "x", data_dir=tmp_path)
     assert code == 1 and "no client 'nobody'" in err
+
+
+def test_show_prints_thumbprints_and_validity_on_stderr(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    path = tmp_path / "one.pem"
+    ca.issue_cert("one.example").cert_chain_pems[0].write_to_path(str(path))
+    _run("clients", "add", "self", "--auth-method", "self_signed_tls_client_auth", "--cert", str(path),
+         data_dir=tmp_path)
+    code, out, err = _run("clients", "show", "self", data_dir=tmp_path)
+    assert code == 0 and json.loads(out)["client_id"] == "self"  # stdout: the JSON alone
+    from cryptography import x509
+
+    from authz.certificates.thumbprint import x5t_s256
+
+    der = x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert f"certificate x5t#S256={x5t_s256(der)} sha256={hashlib.sha256(der).hexdigest()}" in err
+    assert "(expires in " in err
