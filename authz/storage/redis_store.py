@@ -203,13 +203,15 @@ class RedisRecordStore:
     async def _await_replicas(self) -> None:
         if self._wait_replicas <= 0:
             return
-        timeout_ms = int(self._timeout * 1000)
+        # Half the timeout: Redis must answer "not enough replicas" before the socket times
+        # out, or a refused write would look like an unreachable store (and fail fast).
+        timeout_ms = max(1, int(self._timeout * 500))
         reached = await self._call("write", lambda redis: redis.execute_command("WAIT", self._wait_replicas,
                                                                                timeout_ms))
         if int(reached) < self._wait_replicas:
             raise StorageError(f"cannot write to the store at {self.location}: the write reached the master but "
                                f"{reached} of the {self._wait_replicas} replicas required (--store-wait-replicas) "
-                               f"within {self._timeout:g} s; it is not acknowledged")
+                               f"within {timeout_ms / 1000:g} s; it is not acknowledged")
 
     async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         now = time.monotonic()

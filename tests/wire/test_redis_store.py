@@ -366,3 +366,22 @@ async def _write_for(store: RedisRecordStore, seconds: float, acknowledged: list
             refused += 1
             await asyncio.sleep(0.05)
     return refused
+
+
+async def test_a_write_no_replica_acknowledges_is_refused_and_the_store_keeps_answering(
+        redis_servers: RedisServers) -> None:
+    """--store-wait-replicas 1 on a server without replicas: WAIT answers "0 replicas" within
+    the store's timeout, and the write is refused saying so. That is not an unreachable store:
+    the next command is tried at once, not refused for FAIL_FAST_SECONDS (WAIT used to be given
+    the whole --store-timeout, so the socket timed out just before Redis answered, and every
+    read of the instance failed for a second after each write made during a failover)."""
+    redis = redis_servers.start()
+    store = await _open(redis.url, timeout=0.6, wait_replicas=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"reached the master but 0 of the 1 replicas required"):
+            await store.upsert("k", "a", {"v": 1})
+        assert time.monotonic() - started < 0.6
+        assert await store.find("k", "a") == {"v": 1}  # on the master: only unacknowledged
+    finally:
+        await store.close()
