@@ -29,6 +29,7 @@ import structlog
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
 )
@@ -228,7 +229,8 @@ class RedisRecordStore:
             return await command(self.clients.commands)
         except RedisError as exc:
             failure = self._failure(action, exc)
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(exc, AuthenticationError):
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(exc, AuthenticationError) \
+                    and not _demoted(exc):
                 self._unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
                 self._last_failure = _cause(exc, self._timeout)
             raise failure from exc
@@ -241,6 +243,15 @@ class RedisRecordStore:
         return StorageError(f"cannot {action} the store at {self.location}: {_cause(exc, self._timeout)}")
 
 
+def _demoted(exc: RedisError) -> bool:
+    """Whether ``exc`` is redis-py's Sentinel connection refusing a master that answered as a
+    read-only replica ("The previous master is now a slave", a ConnectionError raised while
+    handling the ReadOnlyError): in a failover, a command retried on a connection to the former
+    master. The server answered; the next command, on a connection handed out by the pool,
+    asks Sentinel for the master: nothing to fail fast for."""
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__context__, ReadOnlyError)
+
+
 def _cause(exc: RedisError, timeout: float) -> str:
     said = str(exc) or type(exc).__name__
     if isinstance(exc, AuthenticationError):
@@ -249,6 +260,8 @@ def _cause(exc: RedisError, timeout: float) -> str:
         return f"the Redis user lacks a permission (ACL): {said}"
     if isinstance(exc, RedisTimeoutError):
         return f"no answer within {timeout:g} s (--store-timeout): {said}"
+    if _demoted(exc):
+        return f"the master was demoted to a replica (a failover in progress?): {said}"
     if isinstance(exc, RedisConnectionError):
         return f"unreachable: {said}"
     if isinstance(exc, ResponseError) and said.startswith("READONLY"):

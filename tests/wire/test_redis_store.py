@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
@@ -383,5 +384,37 @@ async def test_a_write_no_replica_acknowledges_is_refused_and_the_store_keeps_an
             await store.upsert("k", "a", {"v": 1})
         assert time.monotonic() - started < 0.6
         assert await store.find("k", "a") == {"v": 1}  # on the master: only unacknowledged
+    finally:
+        await store.close()
+
+
+
+
+async def test_a_write_refused_by_the_former_master_does_not_stop_the_store(
+        redis_sentinel: RedisSentinelServers) -> None:
+    """In a failover, a command in flight on a connection to the master being demoted fails
+    (Sentinel drops its clients); redis-py sends it again on the same connection, reconnected
+    to the address it had (redis-py 8.1 asks Sentinel only when the pool hands a connection
+    out): a write is refused there, "The previous master is now a slave", a ConnectionError.
+    That write is refused, not acknowledged; but the server answered, and the store must not
+    take it for unreachable and refuse every command for FAIL_FAST_SECONDS.
+
+    Set up as that retry leaves it: a pooled connection reconnected, without Sentinel, to the
+    former master after the failover."""
+    store = await _open(redis_sentinel.url, timeout=1.0)
+    assert isinstance(store.clients.commands, AsyncRedis)  # the master Sentinel names
+    pool = store.clients.commands.connection_pool
+    try:
+        await store.upsert("k", "before", {"v": 0})
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        await asyncio.to_thread(redis_sentinel.failover, settled=True)
+        await connection.disconnect()
+        await connection.connect_check_health()  # what send_packed_command does: no Sentinel
+        assert (connection.host, connection.port) != redis_sentinel.master_address()
+        await pool.release(connection)
+        with pytest.raises(StorageError, match="previous master"):
+            await store.upsert("k", "refused", {"v": 1})
+        assert await store.find("k", "before") == {"v": 0}  # at once, from the new master
+        await store.upsert("k", "after", {"v": 2})
     finally:
         await store.close()
