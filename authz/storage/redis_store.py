@@ -13,8 +13,9 @@ atomic step: a write that succeeded has been announced (a Cluster relays PUBLISH
 
 Failures. Every redis-py error becomes a ``StorageError`` naming the store (password removed)
 and the cause, which the endpoints answer with 503 ``temporarily_unavailable``. After a
-connection failure the store answers at once for ``FAIL_FAST_SECONDS`` instead of letting
-every request wait for its own connect timeout against a server known to be down.
+connection failure the store answers at once for ``FAIL_FAST_SECONDS`` (or until the change
+feed reaches Redis again) instead of letting every request wait for its own connect timeout
+against a server known to be down.
 """
 
 from __future__ import annotations
@@ -238,6 +239,11 @@ class RedisRecordStore:
             raise StorageError(f"cannot {action} the store at {self.location}: {exc}") from exc
         finally:
             self._in_flight.release()
+
+    def reached(self) -> None:
+        """Redis answered another connection (the change feed subscribed again): the next
+        command tries it instead of failing fast."""
+        self._unreachable_until = 0.0
 
     def _failure(self, action: str, exc: RedisError) -> StorageError:
         return StorageError(f"cannot {action} the store at {self.location}: {_cause(exc, self._timeout)}")

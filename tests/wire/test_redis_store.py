@@ -418,3 +418,35 @@ async def test_a_write_refused_by_the_former_master_does_not_stop_the_store(
         await store.upsert("k", "after", {"v": 2})
     finally:
         await store.close()
+
+
+async def test_the_feed_subscribing_again_ends_fail_fast(redis_servers: RedisServers,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the change feed subscribes again after an outage it drops every cache; the lookups
+    that refill them must reach Redis, which just answered the feed, rather than fail fast
+    because of a command that failed while it was away: a cached client would get 503 for up
+    to FAIL_FAST_SECONDS after every outage. (Fail-fast made longer than the test here, so
+    that only the feed's return can end it.)"""
+    monkeypatch.setattr("authz.storage.redis_store.FAIL_FAST_SECONDS", 60.0)
+    redis = redis_servers.start()
+    store = await _open(redis.url, timeout=1.0)
+    feed = store.change_feed(poll_interval=3600, max_stale=60)
+    dropped: list[str | None] = []
+    feed.on_change("k", dropped.append)
+    await feed.start()
+    try:
+        redis.kill()
+        with pytest.raises(StorageError, match="unreachable"):
+            await store.find("k", "a")
+        with pytest.raises(StorageError, match="not retried"):
+            await store.find("k", "a")
+        redis.start()
+        await _eventually(lambda: _contains(dropped, None), 5.0, "the feed subscribing again")
+        assert await store.find("k", "a") is None
+    finally:
+        await feed.stop()
+        await store.close()
+
+
+async def _contains(items: list[Any], item: Any) -> bool:
+    return item in items
