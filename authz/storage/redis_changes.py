@@ -156,6 +156,10 @@ class RedisChangeFeed:
             log.info("store_change_feed_restored", store=self._store.location,
                      down_for=round(time.monotonic() - self._lost_since, 3))
             self._lost_since = None
+            # Redis is back: the lookups that refill the caches dropped below must reach it,
+            # not fail fast because of a command that failed while it was away (a cached
+            # client would get 503 for up to FAIL_FAST_SECONDS after every outage).
+            self._store.reached()
             # Changes made while unsubscribed were not heard: forget everything cached.
             self._listeners.everything_changed()
         self._subscribed.set()

@@ -13,8 +13,9 @@ atomic step: a write that succeeded has been announced (a Cluster relays PUBLISH
 
 Failures. Every redis-py error becomes a ``StorageError`` naming the store (password removed)
 and the cause, which the endpoints answer with 503 ``temporarily_unavailable``. After a
-connection failure the store answers at once for ``FAIL_FAST_SECONDS`` instead of letting
-every request wait for its own connect timeout against a server known to be down.
+connection failure the store answers at once for ``FAIL_FAST_SECONDS`` (or until the change
+feed reaches Redis again) instead of letting every request wait for its own connect timeout
+against a server known to be down.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import structlog
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
 )
@@ -203,13 +205,15 @@ class RedisRecordStore:
     async def _await_replicas(self) -> None:
         if self._wait_replicas <= 0:
             return
-        timeout_ms = int(self._timeout * 1000)
+        # Half the timeout: Redis must answer "not enough replicas" before the socket times
+        # out, or a refused write would look like an unreachable store (and fail fast).
+        timeout_ms = max(1, int(self._timeout * 500))
         reached = await self._call("write", lambda redis: redis.execute_command("WAIT", self._wait_replicas,
                                                                                timeout_ms))
         if int(reached) < self._wait_replicas:
             raise StorageError(f"cannot write to the store at {self.location}: the write reached the master but "
                                f"{reached} of the {self._wait_replicas} replicas required (--store-wait-replicas) "
-                               f"within {self._timeout:g} s; it is not acknowledged")
+                               f"within {timeout_ms / 1000:g} s; it is not acknowledged")
 
     async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         now = time.monotonic()
@@ -226,7 +230,8 @@ class RedisRecordStore:
             return await command(self.clients.commands)
         except RedisError as exc:
             failure = self._failure(action, exc)
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(exc, AuthenticationError):
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError) and not isinstance(exc, AuthenticationError) \
+                    and not _demoted(exc):
                 self._unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
                 self._last_failure = _cause(exc, self._timeout)
             raise failure from exc
@@ -235,8 +240,22 @@ class RedisRecordStore:
         finally:
             self._in_flight.release()
 
+    def reached(self) -> None:
+        """Redis answered another connection (the change feed subscribed again): the next
+        command tries it instead of failing fast."""
+        self._unreachable_until = 0.0
+
     def _failure(self, action: str, exc: RedisError) -> StorageError:
         return StorageError(f"cannot {action} the store at {self.location}: {_cause(exc, self._timeout)}")
+
+
+def _demoted(exc: RedisError) -> bool:
+    """Whether ``exc`` is redis-py's Sentinel connection refusing a master that answered as a
+    read-only replica ("The previous master is now a slave", a ConnectionError raised while
+    handling the ReadOnlyError): in a failover, a command retried on a connection to the former
+    master. The server answered; the next command, on a connection handed out by the pool,
+    asks Sentinel for the master: nothing to fail fast for."""
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__context__, ReadOnlyError)
 
 
 def _cause(exc: RedisError, timeout: float) -> str:
@@ -247,6 +266,8 @@ def _cause(exc: RedisError, timeout: float) -> str:
         return f"the Redis user lacks a permission (ACL): {said}"
     if isinstance(exc, RedisTimeoutError):
         return f"no answer within {timeout:g} s (--store-timeout): {said}"
+    if _demoted(exc):
+        return f"the master was demoted to a replica (a failover in progress?): {said}"
     if isinstance(exc, RedisConnectionError):
         return f"unreachable: {said}"
     if isinstance(exc, ResponseError) and said.startswith("READONLY"):

@@ -73,6 +73,9 @@ class Site:
     server_key: Path
     client_ca: Path
     upstream_tls: UpstreamTLS | None = None
+    # Ports of further instances on 127.0.0.1, in the upstream beside the first (nginx's
+    # authz.conf: its commented second server line, once per port).
+    more_upstream_ports: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
@@ -109,6 +112,7 @@ class ProxyKind:
     command: str
     extension: str
     header_format: str  # authz's --proxy-cert-header for this proxy
+    several_upstreams = False  # whether replacements() renders Site.more_upstream_ports
 
     def template(self, service: str) -> Path:
         return DEPLOY / self.name / f"{service}.{self.extension}"
@@ -126,6 +130,8 @@ class ProxyKind:
     def start(self, directory: Path, sites: dict[str, Site], timeout: float = 20.0) -> RunningProxy:
         """Render ``sites`` into ``directory``, start the proxy in the foreground and wait until
         every public port accepts connections."""
+        if not self.several_upstreams and any(site.more_upstream_ports for site in sites.values()):
+            raise NotImplementedError(f"the tests render {self.name}'s files with one upstream server only")
         binary = require_command(self.command, self.package)
         directory.mkdir(parents=True, exist_ok=True)
         rendered = []
@@ -175,6 +181,7 @@ def _combined(path: Path, cert: Path, key: Path) -> Path:
 
 class Nginx(ProxyKind):
     name, package, command, extension, header_format = "nginx", "nginx", "nginx", "conf", "nginx"
+    several_upstreams = True
 
     def replacements(self, site: Site, directory: Path) -> dict[str, str]:
         prefix = _CERTIFICATE[site.service]
@@ -184,6 +191,9 @@ class Nginx(ProxyKind):
             f"/etc/authz/proxy/{prefix}.crt": str(site.server_cert),
             f"/etc/authz/proxy/{prefix}.key": str(site.server_key),
         }
+        if site.more_upstream_ports:
+            replacements["# server 127.0.0.1:8082;"] = "\n    ".join(
+                f"server 127.0.0.1:{port};" for port in site.more_upstream_ports)
         if site.upstream_tls:
             replacements |= {"/etc/authz/proxy/proxy-client.crt": str(site.upstream_tls.client_cert),
                              "/etc/authz/proxy/proxy-client.key": str(site.upstream_tls.client_key),

@@ -118,10 +118,13 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout: float = 20.0,
     ready_count: int = 1,
+    port: int | None = None,
 ) -> RunningServer:
-    """Start ``authz serve`` and wait until it accepts TLS connections and ``ready_count``
-    processes (uvicorn workers) completed their start-up."""
-    port = free_port()
+    """Start ``authz serve`` on ``port`` (default: a free one) and wait until it accepts TLS
+    connections and ``ready_count`` processes (uvicorn workers) completed their start-up. A
+    caller gives the port when the server must be named before it starts (an ``--issuer``
+    that several instances share is the first one's URL)."""
+    port = port or free_port()
     # Without a certificate (proxy mode behind a TLS-terminating proxy): plain HTTP.
     tls = ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)] if tls_cert and tls_key else []
     args = [*AUTHZ, "serve", *tls, "--port", str(port), "--data-dir", str(data_dir), "--log-format", "json",

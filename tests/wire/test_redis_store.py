@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
@@ -366,3 +367,86 @@ async def _write_for(store: RedisRecordStore, seconds: float, acknowledged: list
             refused += 1
             await asyncio.sleep(0.05)
     return refused
+
+
+async def test_a_write_no_replica_acknowledges_is_refused_and_the_store_keeps_answering(
+        redis_servers: RedisServers) -> None:
+    """--store-wait-replicas 1 on a server without replicas: WAIT answers "0 replicas" within
+    the store's timeout, and the write is refused saying so. That is not an unreachable store:
+    the next command is tried at once, not refused for FAIL_FAST_SECONDS (WAIT used to be given
+    the whole --store-timeout, so the socket timed out just before Redis answered, and every
+    read of the instance failed for a second after each write made during a failover)."""
+    redis = redis_servers.start()
+    store = await _open(redis.url, timeout=0.6, wait_replicas=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"reached the master but 0 of the 1 replicas required"):
+            await store.upsert("k", "a", {"v": 1})
+        assert time.monotonic() - started < 0.6
+        assert await store.find("k", "a") == {"v": 1}  # on the master: only unacknowledged
+    finally:
+        await store.close()
+
+
+
+
+async def test_a_write_refused_by_the_former_master_does_not_stop_the_store(
+        redis_sentinel: RedisSentinelServers) -> None:
+    """In a failover, a command in flight on a connection to the master being demoted fails
+    (Sentinel drops its clients); redis-py sends it again on the same connection, reconnected
+    to the address it had (redis-py 8.1 asks Sentinel only when the pool hands a connection
+    out): a write is refused there, "The previous master is now a slave", a ConnectionError.
+    That write is refused, not acknowledged; but the server answered, and the store must not
+    take it for unreachable and refuse every command for FAIL_FAST_SECONDS.
+
+    Set up as that retry leaves it: a pooled connection reconnected, without Sentinel, to the
+    former master after the failover."""
+    store = await _open(redis_sentinel.url, timeout=1.0)
+    assert isinstance(store.clients.commands, AsyncRedis)  # the master Sentinel names
+    pool = store.clients.commands.connection_pool
+    try:
+        await store.upsert("k", "before", {"v": 0})
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        await asyncio.to_thread(redis_sentinel.failover, settled=True)
+        await connection.disconnect()
+        await connection.connect_check_health()  # what send_packed_command does: no Sentinel
+        assert (connection.host, connection.port) != redis_sentinel.master_address()
+        await pool.release(connection)
+        with pytest.raises(StorageError, match="previous master"):
+            await store.upsert("k", "refused", {"v": 1})
+        assert await store.find("k", "before") == {"v": 0}  # at once, from the new master
+        await store.upsert("k", "after", {"v": 2})
+    finally:
+        await store.close()
+
+
+async def test_the_feed_subscribing_again_ends_fail_fast(redis_servers: RedisServers,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the change feed subscribes again after an outage it drops every cache; the lookups
+    that refill them must reach Redis, which just answered the feed, rather than fail fast
+    because of a command that failed while it was away: a cached client would get 503 for up
+    to FAIL_FAST_SECONDS after every outage. (Fail-fast made longer than the test here, so
+    that only the feed's return can end it.)"""
+    monkeypatch.setattr("authz.storage.redis_store.FAIL_FAST_SECONDS", 60.0)
+    redis = redis_servers.start()
+    store = await _open(redis.url, timeout=1.0)
+    feed = store.change_feed(poll_interval=3600, max_stale=60)
+    dropped: list[str | None] = []
+    feed.on_change("k", dropped.append)
+    await feed.start()
+    try:
+        redis.kill()
+        with pytest.raises(StorageError, match="unreachable"):
+            await store.find("k", "a")
+        with pytest.raises(StorageError, match="not retried"):
+            await store.find("k", "a")
+        redis.start()
+        await _eventually(lambda: _contains(dropped, None), 5.0, "the feed subscribing again")
+        assert await store.find("k", "a") is None
+    finally:
+        await feed.stop()
+        await store.close()
+
+
+async def _contains(items: list[Any], item: Any) -> bool:
+    return item in items
