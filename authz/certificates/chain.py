@@ -17,6 +17,9 @@ about 80 ms). So the cost of any chain a client can send is bounded three ways:
 - the endpoints validate a chain that has no verdict yet on one dedicated thread
   (``prepare``): cryptography releases the GIL while it builds paths, so the event loop keeps
   serving, and hostile chains queue behind each other rather than take both cores.
+
+A success remembers the CAs of the validated path (``PathCA``, one object per CA certificate,
+shared by every path through it): CA pinning and revocation checking read them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -40,11 +44,12 @@ from cryptography.x509.verification import (
 )
 
 from authz.certificates.limits import public_key_problem
+from authz.certificates.path import PathCA
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.clipping import clipped
 
-__all__ = ["MAX_INTERMEDIATES", "REFUSAL_TTL", "ChainValidator", "Clock", "utc_now"]
+__all__ = ["MAX_INTERMEDIATES", "REFUSAL_TTL", "ChainValidator", "Clock", "ValidatedPath", "utc_now"]
 
 Clock = Callable[[], datetime.datetime]
 
@@ -56,6 +61,12 @@ MAX_INTERMEDIATES = 8
 REFUSAL_TTL = 600.0
 _REFUSAL_CACHE_SIZE = 4096
 _LOGGED_DETAIL_CHARS = 300  # cryptography's messages quote subjects, which the client chose
+# Distinct CA certificates kept as shared PathCA objects. Only certificates on a validated path
+# get here (issued by a trust anchor's hierarchy); beyond this many, paths get their own copies.
+_SHARED_CAS = 1024
+
+# The CAs of a validated path: the leaf's issuer first, the trust anchor last.
+ValidatedPath = tuple[PathCA, ...]
 
 
 def utc_now() -> datetime.datetime:
@@ -76,6 +87,20 @@ def _ca_policy() -> ExtensionPolicy:
     return ExtensionPolicy.webpki_defaults_ca().may_be_present(
         x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Success:
+    until: float  # POSIX time: the earliest notAfter of the path
+    path: ValidatedPath
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What the validation thread found: the path, not yet turned into shared PathCAs."""
+
+    until: float
+    certificates: tuple[x509.Certificate, ...]  # the leaf's issuer first, the anchor last
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +131,48 @@ class ChainValidator:
         self._ee_policy = _end_entity_policy()
         self._ca_policy = _ca_policy()
         self._cache_size = cache_size
-        # chain digest -> POSIX time until which the validated chain stays valid
-        self._valid_until: OrderedDict[bytes, float] = OrderedDict()
+        # chain digest -> until when the validated chain stays valid, and its path
+        self._valid_until: OrderedDict[bytes, _Success] = OrderedDict()
         self._refused: OrderedDict[bytes, _Refusal] = OrderedDict()
-        self._in_flight: dict[bytes, asyncio.Future[float | CertificateRejected]] = {}
+        self._in_flight: dict[bytes, asyncio.Future[_Verified | CertificateRejected]] = {}
+        # DER -> the shared PathCA of that CA certificate; the anchors are known from the start.
+        self._cas: dict[bytes, PathCA] = {}
+        for anchor in self._anchors:
+            self._cas[anchor.public_bytes(serialization.Encoding.DER)] = PathCA(anchor, anchor=True)
+        for intermediate in self._pool:
+            self._cas.setdefault(intermediate.public_bytes(serialization.Encoding.DER),
+                                 PathCA(intermediate, anchor=False))
         self._executor: ThreadPoolExecutor | None = None
 
     @property
     def anchor_count(self) -> int:
         return len(self._anchors)
 
-    def validate(self, presented: PresentedCertificate) -> None:
-        """Return if the chain leads to a trust anchor now; raise ``CertificateRejected``."""
+    def known_cas(self) -> list[PathCA]:
+        """The CAs configured (anchors and the intermediate pool) and met in paths so far."""
+        return list(self._cas.values())
+
+    def validate(self, presented: PresentedCertificate) -> ValidatedPath:
+        """The CAs of the path if the chain leads to a trust anchor now (the leaf's issuer
+        first, the anchor last); raise ``CertificateRejected`` otherwise."""
         now = self._clock()
         key = presented.chain_digest
-        if self._remembered(key, now.timestamp()):
-            return
+        remembered = self._remembered(key, now.timestamp())
+        if remembered is not None:
+            return remembered.path
         outcome = self._outcome(presented, now)
         self._remember(key, presented, outcome)
         if isinstance(outcome, CertificateRejected):
             raise outcome
+        return self._valid_until[key].path
+
+    def validated_path(self, presented: PresentedCertificate) -> ValidatedPath | None:
+        """The remembered path of a chain validated successfully and still valid, or None
+        (no verdict yet, or a refusal); never validates."""
+        success = self._valid_until.get(presented.chain_digest)
+        if success is None or self._clock().timestamp() >= success.until:
+            return None
+        return success.path
 
     def has_verdict(self, presented: PresentedCertificate) -> bool:
         """Whether a verdict on the chain is remembered and still holds: two dictionary
@@ -133,8 +180,8 @@ class ChainValidator:
         ``validate`` would reach it again on the event loop."""
         key = presented.chain_digest
         now = self._clock().timestamp()
-        until = self._valid_until.get(key)
-        if until is not None and now < until:
+        success = self._valid_until.get(key)
+        if success is not None and now < success.until:
             return True
         refusal = self._refused.get(key)
         return refusal is not None and now < refusal.until
@@ -145,7 +192,7 @@ class ChainValidator:
         key = presented.chain_digest
         now = self._clock()
         try:
-            if self._remembered(key, now.timestamp()):
+            if self._remembered(key, now.timestamp()) is not None:
                 return
         except CertificateRejected:
             return
@@ -166,18 +213,18 @@ class ChainValidator:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def _remembered(self, key: bytes, now: float) -> bool:
-        """True for a remembered success; raise for a remembered refusal; False if neither."""
-        until = self._valid_until.get(key)
-        if until is not None and now < until:
+    def _remembered(self, key: bytes, now: float) -> _Success | None:
+        """A remembered success; raise for a remembered refusal; None if neither."""
+        success = self._valid_until.get(key)
+        if success is not None and now < success.until:
             self._valid_until.move_to_end(key)
-            return True
+            return success
         refusal = self._refused.get(key)
         if refusal is not None and now < refusal.until:
             refusal.raise_again()
-        return False
+        return None
 
-    def _outcome(self, presented: PresentedCertificate, now: datetime.datetime) -> float | CertificateRejected:
+    def _outcome(self, presented: PresentedCertificate, now: datetime.datetime) -> _Verified | CertificateRejected:
         """The verdict: until when the chain is valid, or why it is refused. Runs on the
         validation thread too, so it touches no shared state."""
         try:
@@ -186,14 +233,14 @@ class ChainValidator:
             return rejected
 
     def _remember_pending(
-        self, key: bytes, presented: PresentedCertificate, pending: asyncio.Future[float | CertificateRejected]
+        self, key: bytes, presented: PresentedCertificate, pending: asyncio.Future[_Verified | CertificateRejected]
     ) -> None:
         self._in_flight.pop(key, None)
         if not pending.cancelled() and pending.exception() is None:
             # An unexpected error is not remembered: validate() meets it again and it is a 500.
             self._remember(key, presented, pending.result())
 
-    def _remember(self, key: bytes, presented: PresentedCertificate, outcome: float | CertificateRejected) -> None:
+    def _remember(self, key: bytes, presented: PresentedCertificate, outcome: _Verified | CertificateRejected) -> None:
         if isinstance(outcome, CertificateRejected):
             until = self._clock().timestamp() + REFUSAL_TTL
             if outcome.reason is RejectionReason.NOT_YET_VALID:
@@ -204,12 +251,23 @@ class ChainValidator:
                 self._refused.popitem(last=False)
             return
         self._refused.pop(key, None)
-        self._valid_until[key] = outcome
+        path = tuple(self._shared(certificate) for certificate in outcome.certificates)
+        self._valid_until[key] = _Success(outcome.until, path)
         if len(self._valid_until) > self._cache_size:
             self._valid_until.popitem(last=False)
 
-    def _validate_uncached(self, presented: PresentedCertificate, now: datetime.datetime) -> float:
-        """Validate; the POSIX time until which the verdict holds, or ``CertificateRejected``."""
+    def _shared(self, certificate: x509.Certificate) -> PathCA:
+        """The one PathCA of a CA certificate (on the event loop: the table is shared)."""
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        found = self._cas.get(der)
+        if found is None:
+            found = PathCA(certificate, anchor=False)
+            if len(self._cas) < _SHARED_CAS:
+                self._cas[der] = found
+        return found
+
+    def _validate_uncached(self, presented: PresentedCertificate, now: datetime.datetime) -> _Verified:
+        """Validate; until when the verdict holds and the path, or ``CertificateRejected``."""
         if self._store is None:
             raise CertificateRejected(RejectionReason.UNTRUSTED_CHAIN, "no trust anchors are configured")
         sent, left_out = self._candidates_sent(presented)
@@ -228,7 +286,8 @@ class ChainValidator:
             reason = self._diagnose(presented.leaf, now, str(exc), len(set(candidates)))
             detail = f"{exc}; {left_out} certificate(s) the client sent left out" if left_out else str(exc)
             raise CertificateRejected(reason, detail) from exc
-        return min(cert.not_valid_after_utc for cert in verified.chain).timestamp()
+        until = min(cert.not_valid_after_utc for cert in verified.chain).timestamp()
+        return _Verified(until, tuple(verified.chain[1:]))
 
     @staticmethod
     def _candidates_sent(presented: PresentedCertificate) -> tuple[list[x509.Certificate], int]:
