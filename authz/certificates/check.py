@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from authz.certificates.chain import ChainValidator
+from authz.certificates.chain import ChainValidator, ValidatedPath
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 
@@ -22,7 +22,9 @@ def check_client_certificate(
     validator: ChainValidator,
 ) -> None:
     """Return if ``presented`` authenticates ``client`` with its registered method; raise
-    ``CertificateRejected`` naming the failed check otherwise."""
+    ``CertificateRejected`` naming the failed check otherwise.
+
+    ``tls_client_auth``: the chain, the registered subject, then the CA pin if the client has one."""
     if presented is None:
         raise CertificateRejected(
             RejectionReason.NO_CERTIFICATE,
@@ -30,7 +32,7 @@ def check_client_certificate(
             "or an empty Certificate message)",
         )
     if client.auth_method == "tls_client_auth":
-        validator.validate(presented)
+        path = validator.validate(presented)
         matcher = client.subject
         assert matcher is not None  # guaranteed by client metadata validation
         if not matcher.matches(presented):
@@ -38,6 +40,8 @@ def check_client_certificate(
                 matcher.mismatch,
                 f"registered {matcher.parameter}={client.subject_value!r}",
             )
+        if client.pinned_ca_spki_sha256 is not None:
+            _check_pin(client.pinned_ca_spki_sha256, path)
         return
     if client.auth_method == "self_signed_tls_client_auth":
         # RFC 8705 §2.2: no chain validation; the certificate must be one the client
@@ -50,4 +54,17 @@ def check_client_certificate(
         return
     raise CertificateRejected(
         RejectionReason.NOT_REGISTERED, f"client uses {client.auth_method!r}, not an mTLS method"
+    )
+
+
+def _check_pin(pin: bytes, path: ValidatedPath) -> None:
+    """The client is pinned to one CA (``tls_client_auth_ca_spki_sha256``): the validated path
+    must go through a certificate with that key, as intermediate or as anchor. Without it, any
+    trusted CA could issue a certificate with the client's subject DN or SAN."""
+    if any(ca.spki_sha256 == pin for ca in path):
+        return
+    raise CertificateRejected(
+        RejectionReason.CA_PIN_MISMATCH,
+        f"pinned CA spki sha256 {pin.hex()}; the path's CAs (issuer first): {'; '.join(ca.label for ca in path)}",
+        log_fields={"path_cas": [ca.label for ca in path]},
     )

@@ -33,6 +33,7 @@ class RejectionReason(enum.Enum):
     SAN_IP_MISMATCH = "the certificate has no iPAddress SAN matching the one registered for this client"
     SAN_EMAIL_MISMATCH = "the certificate has no rfc822Name SAN matching the one registered for this client"
     NOT_REGISTERED = "the client certificate is not one registered for this client"
+    CA_PIN_MISMATCH = "the client certificate was not issued by the CA this client is pinned to"
     PROXY_HEADER_UNUSABLE = "the client certificate header set by the proxy could not be decoded"
 
     @property
@@ -44,10 +45,12 @@ class CertificateRejected(Exception):
     """The certificate does not authenticate the client."""
 
     def __init__(self, reason: RejectionReason, detail: str = "", *, cert_sha256: str | None = None,
-                 public_detail: str | None = None) -> None:
+                 public_detail: str | None = None, log_fields: dict[str, object] | None = None) -> None:
         super().__init__(reason.public_description)
         self.reason = reason
         self.detail = detail
+        # More for the operator's line, beside detail (the CAs of a path); never sent to the client.
+        self.log_fields = log_fields or {}
         # Safe to show the client (words of ours, never its input), e.g. which header failed.
         self.public_detail = public_detail
         # Set when the certificate's bytes are known but not usable (UNPARSABLE): the operator

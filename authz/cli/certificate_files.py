@@ -7,10 +7,27 @@ from pathlib import Path
 import click
 from cryptography import x509
 
-__all__ = ["certificate_lines", "read_certificates"]
+__all__ = ["ca_pin", "certificate_lines", "read_certificates"]
 
 
-def read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
+def ca_pin(path: Path) -> str:
+    """The CA pin of a tls_client_auth client (tls_client_auth_ca_spki_sha256): the SHA-256, in
+    hex, of the SubjectPublicKeyInfo of the CA certificate in ``path``, which must be a CA."""
+    from authz.certificates.path import spki_sha256
+
+    [certificate] = read_certificates((path,), option="--pin-ca")
+    try:
+        is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise click.BadParameter(f"{path} is not a CA certificate (no basicConstraints CA:TRUE): pin the trust "
+                                 "anchor or the intermediate that issues the client's certificates",
+                                 param_hint="--pin-ca")
+    return spki_sha256(certificate).hex()
+
+
+def read_certificates(paths: tuple[Path, ...], option: str = "--cert") -> list[x509.Certificate]:
     certificates: list[x509.Certificate] = []
     for path in paths:
         data = path.read_bytes()
@@ -23,10 +40,10 @@ def read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
             # say what the file is instead, and keep the parser's words for the curious.
             what = "empty" if not data.strip() else (
                 "a private key, not a certificate" if b"PRIVATE KEY-----" in data else "not a PEM or DER certificate")
-            raise click.BadParameter(f"{path} is {what} ({exc})", param_hint="--cert") from exc
+            raise click.BadParameter(f"{path} is {what} ({exc})", param_hint=option) from exc
         if len(found) != 1:
-            raise click.BadParameter(f"{path} holds {len(found)} certificates; give one per --cert",
-                                     param_hint="--cert")
+            raise click.BadParameter(f"{path} holds {len(found)} certificates; give one per {option}",
+                                     param_hint=option)
         certificates.append(found[0])
     return certificates
 

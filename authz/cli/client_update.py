@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from authz.cli.certificate_files import read_certificates
+from authz.cli.certificate_files import ca_pin, read_certificates
 from authz.cli.options import cli_actor, store_option, with_store
 from authz.clients.directory import ClientDirectory
-from authz.clients.model import InvalidClientMetadata, jwk_for_certificate
+from authz.clients.model import CA_PIN_PARAMETER, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.config import StoreConfig
 
@@ -47,12 +47,17 @@ _CERT = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--san-email", help="... by this rfc822Name SAN.")
 @click.option("--bound-tokens/--unbound-tokens", default=None,
               help="Certificate-bound access tokens (cnf) or not.")
+@click.option("--pin-ca", type=_CERT, help="Pin the client to this CA certificate (tls_client_auth).")
+@click.option("--no-pin-ca", is_flag=True, help="Remove the client's CA pin.")
 @store_option
 def update(client_id: str, scope: str | None, add_scopes: tuple[str, ...], remove_scopes: tuple[str, ...],
            add_certs: tuple[Path, ...], remove_certs: tuple[str, ...], add_resources: tuple[str, ...],
-           remove_resources: tuple[str, ...], bound_tokens: bool | None, store: StoreConfig,
-           **subjects: str | None) -> None:
+           remove_resources: tuple[str, ...], bound_tokens: bool | None, pin_ca: Path | None, no_pin_ca: bool,
+           store: StoreConfig, **subjects: str | None) -> None:
     """Change part of CLIENT_ID's registration; everything not named stays as it is."""
+    if pin_ca is not None and no_pin_ca:
+        raise click.UsageError("give --pin-ca or --no-pin-ca, not both")
+    pin = ca_pin(pin_ca) if pin_ca is not None else None
     given = {_SUBJECTS[k]: v for k, v in subjects.items() if v is not None}
     if len(given) > 1:
         raise click.UsageError("give at most one of --subject-dn, --san-dns, --san-uri, --san-ip, --san-email")
@@ -76,6 +81,10 @@ def update(client_id: str, scope: str | None, add_scopes: tuple[str, ...], remov
             changed.update(given)
         if bound_tokens is not None:
             changed["tls_client_certificate_bound_access_tokens"] = bound_tokens
+        if pin is not None:
+            changed[CA_PIN_PARAMETER] = pin
+        elif no_pin_ca:
+            changed.pop(CA_PIN_PARAMETER, None)
         if add_certs or remove_certs:
             changed["jwks"] = {"keys": _certificates(changed, add_certs, remove_certs)}
         return changed

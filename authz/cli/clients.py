@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from authz.cli.certificate_files import certificate_lines, read_certificates
+from authz.cli.certificate_files import ca_pin, certificate_lines, read_certificates
 from authz.cli.options import cli_actor, echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
-from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
+from authz.clients.model import CA_PIN_PARAMETER, MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.config import StoreConfig
 
@@ -46,10 +46,14 @@ def clients() -> None:
                    "repeatable. None: tokens for the default audience.")
 @click.option("--unbound-tokens", is_flag=True,
               help="Issue access tokens without cnf (tls_client_certificate_bound_access_tokens=false).")
+@click.option("--pin-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Certificate of the CA (trust anchor or intermediate) this tls_client_auth client's certificates "
+                   "must be issued under; stored as the SHA-256 of its public key (tls_client_auth_ca_spki_sha256).")
 @click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
 @store_option
 def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, resources: tuple[str, ...],
-        unbound_tokens: bool, replace: bool, store: StoreConfig, **subjects: str | None) -> None:
+        unbound_tokens: bool, pin_ca: Path | None, replace: bool, store: StoreConfig,
+        **subjects: str | None) -> None:
     """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
     self_signed_tls_client_auth with one or more --cert)."""
     given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
@@ -76,6 +80,10 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
     }
     if resources:
         metadata["allowed_resources"] = list(resources)
+    if pin_ca is not None:
+        if auth_method != "tls_client_auth":
+            raise click.UsageError("--pin-ca is for tls_client_auth clients")
+        metadata[CA_PIN_PARAMETER] = ca_pin(pin_ca)
     if certs:
         try:
             metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in read_certificates(certs)]}
@@ -112,7 +120,7 @@ def _summary(key: str, metadata: dict[str, Any] | CorruptRecord) -> str:
     except InvalidClientMetadata as exc:
         return f"{key}\tUNUSABLE: {exc}; {_way_out(key)}"
     if client.subject is not None:
-        subject = next(f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_"))
+        subject = f"{client.subject.parameter}={client.subject_value}"
     else:
         subject = f"{len(client.registered_certificates)} certificate(s)"
     return f"{client.client_id}\t{client.auth_method}\t{subject}\tscope={metadata.get('scope', '')!r}"

@@ -2,7 +2,7 @@
 
 The line says who (``actor``: ``cli:USER``, ``admin:CLIENT_ID``, ``registration_access_token``,
 ``initial_access_token:ID``), what (created, updated, deleted) and a before/after summary of
-what decides authentication and authorization: method, subject, certificate thumbprints
+what decides authentication and authorization: method, subject, CA pin, certificate thumbprints
 (x5t#S256, as in ``cnf``), jwks_uri, scopes, resources. Never a certificate, a key or a token.
 """
 
@@ -34,8 +34,8 @@ def summary(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
     jwks = metadata.get("jwks")
     if isinstance(jwks, Mapping) and isinstance(jwks.get("keys"), list):
         found["cert_x5t_s256"] = [_thumbprint(key) for key in jwks["keys"]]
-    for name in ("jwks_uri", "scope", "allowed_resources", "tls_client_certificate_bound_access_tokens",
-                 "client_name"):
+    for name in ("tls_client_auth_ca_spki_sha256", "jwks_uri", "scope", "allowed_resources",
+                 "tls_client_certificate_bound_access_tokens", "client_name"):
         if metadata.get(name) is not None:
             found[name] = metadata[name]
     return found

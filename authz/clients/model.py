@@ -24,6 +24,7 @@ from authz.audiences.model import resource_uri_problem
 from authz.certificates.subject import SUBJECT_PARAMETERS, InvalidSubject, SubjectMatcher, subject_matcher
 
 __all__ = [
+    "CA_PIN_PARAMETER",
     "MAX_CLIENT_ID_CHARS",
     "MTLS_AUTH_METHODS",
     "InvalidClientMetadata",
@@ -34,6 +35,8 @@ __all__ = [
 AuthMethod = Literal["tls_client_auth", "self_signed_tls_client_auth"]
 MTLS_AUTH_METHODS: tuple[AuthMethod, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
 SUPPORTED_GRANT_TYPES = ("client_credentials",)
+# tls_client_auth clients pinned to one CA: the SHA-256 (hex) of its SubjectPublicKeyInfo.
+CA_PIN_PARAMETER = "tls_client_auth_ca_spki_sha256"
 MAX_CLIENT_ID_CHARS = 255
 
 
@@ -113,6 +116,9 @@ class RegisteredClient:
     # Resource servers (their identifiers) this client may get tokens for; none: tokens for
     # the configured default audience only.
     allowed_resources: tuple[str, ...] = ()
+    # tls_client_auth: SHA-256 of the SubjectPublicKeyInfo of the one CA (anchor or
+    # intermediate) the client's certificate paths must go through (CA_PIN_PARAMETER).
+    pinned_ca_spki_sha256: bytes | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- authlib ClientMixin ---------------------------------------------------------
@@ -192,13 +198,30 @@ class RegisteredClient:
                 matcher = subject_matcher(present[0], value)
             except InvalidSubject as exc:
                 raise InvalidClientMetadata(str(exc)) from exc
-            return cls(subject=matcher, subject_value=value, **common)
+            pin = _ca_pin(metadata.get(CA_PIN_PARAMETER))
+            if pin is not None:
+                common["metadata"][CA_PIN_PARAMETER] = pin.hex()  # stored and shown in lower case
+            return cls(subject=matcher, subject_value=value, pinned_ca_spki_sha256=pin, **common)
+        if metadata.get(CA_PIN_PARAMETER) is not None:
+            raise InvalidClientMetadata(f"{CA_PIN_PARAMETER} only applies to tls_client_auth clients")
         if present:
             raise InvalidClientMetadata(
                 f"{', '.join(present)} only apply to tls_client_auth; a self_signed_tls_client_auth "
                 "client registers its certificates in jwks (x5c)"
             )
         return cls(registered_certificates=_registered_certificates(metadata.get("jwks")), **common)
+
+
+def _ca_pin(value: Any) -> bytes | None:
+    """``tls_client_auth_ca_spki_sha256``: 64 hexadecimal digits, the SHA-256 of a CA's DER
+    SubjectPublicKeyInfo (``openssl x509 -in ca.pem -pubkey -noout | openssl pkey -pubin
+    -outform DER | openssl dgst -sha256``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise InvalidClientMetadata(f"{CA_PIN_PARAMETER} must be the SHA-256 of a CA's SubjectPublicKeyInfo "
+                                    "in 64 hexadecimal digits")
+    return bytes.fromhex(value)
 
 
 def _check_descriptive(metadata: Mapping[str, Any]) -> None:

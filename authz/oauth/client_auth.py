@@ -118,6 +118,7 @@ class ClientAuthenticator:
                 method=client.auth_method,
                 reason=rejected.reason.name.lower(),
                 detail=rejected.detail,
+                **rejected.log_fields,
                 **(presented.log_fields() if presented else _unpresented_fields(rejected)),
             ) from None
         request.presented_certificate = presented

@@ -6,18 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from authz.certificates.subject import SUBJECT_PARAMETERS
-from authz.clients.model import InvalidClientMetadata, RegisteredClient
+from authz.clients.model import CA_PIN_PARAMETER, InvalidClientMetadata, RegisteredClient
 
 __all__ = ["MAX_BODY_BYTES", "REGISTRABLE", "public_metadata", "requested_metadata"]
 
 # A registration with a few certificate chains in jwks fits many times over.
 MAX_BODY_BYTES = 64 * 1024
 
-# What a client may register: RFC 7591 and RFC 8705 §2.1.2 names, and allowed_resources
-# (the resource servers it may ask tokens for, RFC 8707).
+# What a client may register: RFC 7591 and RFC 8705 §2.1.2 names, allowed_resources (the
+# resource servers it may ask tokens for, RFC 8707) and the CA pin (kept by a PUT that sends
+# back what a GET showed).
 REGISTRABLE = (
     "token_endpoint_auth_method", *SUBJECT_PARAMETERS, "jwks", "jwks_uri", "scope", "client_name", "contacts",
-    "allowed_resources", "tls_client_certificate_bound_access_tokens", "grant_types",
+    "allowed_resources", "tls_client_certificate_bound_access_tokens", "grant_types", CA_PIN_PARAMETER,
 )
 # Set by the server; a PUT that sends them back (RFC 7592 §2.2 says it must not) loses nothing.
 _SERVER_SET = ("client_id", "client_id_issued_at", "registration_access_token", "registration_client_uri")
