@@ -87,7 +87,8 @@ def create_app(
         # traverse what requests allocate.
         gc.freeze()
         log.info("server_started", issuer=ctx.issuer, trust_anchors=ctx.validator.anchor_count,
-                 signing_kid=ctx.keys.active.kid)
+                 signing_kid=ctx.keys.active.kid, revocation_check=settings.revocation_check,
+                 **({"revocation_policy": settings.revocation_policy} if settings.revocation_check != "off" else {}))
         try:
             yield
         finally:

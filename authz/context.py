@@ -12,6 +12,7 @@ from cryptography import x509
 from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
+from authz.certificates.revocation.checker import RevocationChecker
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
@@ -24,7 +25,7 @@ from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
 
-__all__ = ["ConfigurationError", "ServerContext", "load_certificates", "open_store"]
+__all__ = ["ConfigurationError", "ServerContext", "check_crl_files", "load_certificates", "open_store"]
 
 
 class ConfigurationError(ValueError):
@@ -47,6 +48,20 @@ def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]
                 _require_ca(certificate, path)
         certificates.extend(found)
     return certificates
+
+
+def check_crl_files(paths: list[Path]) -> None:
+    """Each --crl file must be a readable CRL (at start: a typo fails before serving)."""
+    from authz.certificates.revocation.checker import read_crl_file
+    from authz.certificates.revocation.crl import CRLUnusable
+
+    for path in paths:
+        try:
+            read_crl_file(Path(path))
+        except OSError as exc:
+            raise ConfigurationError(f"crls: cannot read {path}: {exc.strerror}") from exc
+        except CRLUnusable as exc:
+            raise ConfigurationError(f"crls: {path} is not a usable CRL ({exc})") from exc
 
 
 def _require_ca(certificate: x509.Certificate, path: Path) -> None:
@@ -82,6 +97,8 @@ class ServerContext:
     token_verifier: AccessTokenVerifier
     revocations: RevocationList
     resource_servers: ResourceServers
+    # Revocation checking of client certificates (None: off); not the tokens' (revocations).
+    certificate_revocation: RevocationChecker | None = None
 
     @property
     def issuer(self) -> str:
@@ -100,6 +117,8 @@ class ServerContext:
             load_certificates(settings.trust_anchors, "trust_anchors"),
             load_certificates(settings.intermediates, "intermediates"),
         )
+        revocation_config = settings.revocation_config()
+        certificate_revocation = RevocationChecker(revocation_config) if revocation_config is not None else None
         issuer = AccessTokenIssuer(
             keys=keys,
             issuer=settings.issuer_url,
@@ -113,11 +132,12 @@ class ServerContext:
             clients=ClientDirectory(store, changes),
             keys=keys,
             validator=validator,
-            server=MutualTLSAuthorizationServer(issuer, validator, resource_servers),
+            server=MutualTLSAuthorizationServer(issuer, validator, resource_servers, certificate_revocation),
             resource_servers=resource_servers,
             metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
             token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
             revocations=RevocationList(store),
+            certificate_revocation=certificate_revocation,
         )
 
     async def start(self) -> None:
@@ -127,6 +147,8 @@ class ServerContext:
             await self.changes.start()
             await self.keys.load()
             await self.resource_servers.load()
+            if self.certificate_revocation is not None:
+                await self.certificate_revocation.start(self.validator.known_cas())
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -136,6 +158,8 @@ class ServerContext:
 
     async def stop(self) -> None:
         self.validator.close()
+        if self.certificate_revocation is not None:
+            await self.certificate_revocation.close()
         await self.changes.stop()
         await self.keys.close()
         await self.resource_servers.close()

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from authz.certificates.revocation.config import DEFAULT_CRL_MAX_BYTES, RevocationConfig
 from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -85,11 +86,29 @@ class Settings(BaseSettings):
     trusted_proxy_cas: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="CAs (PEM) that issue the client certificates of trusted proxies"
     )
+    revocation_check: Literal["off", "crl", "ocsp", "crl+ocsp"] = Field(
+        "off", description="check tls_client_auth certificates (leaf and intermediates) for revocation"
+    )
+    revocation_policy: Literal["hard-fail", "soft-fail"] = Field(
+        "hard-fail", description="without a fresh answer: refuse the client (hard-fail) or accept it and log"
+    )
+    crls: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="CRL files (PEM or DER), reloaded when they change"
+    )
+    revocation_fetch_timeout: float = Field(3.0, gt=0, le=60,
+                                            description="seconds a CRL or OCSP fetch may take in all")
+    revocation_max_wait: float = Field(1.0, ge=0, le=30,
+                                       description="seconds a token request may wait for revocation data")
+    crl_grace: float = Field(0.0, ge=0, le=30 * 86_400,
+                             description="seconds past its nextUpdate a CRL is still used")
+    crl_max_bytes: int = Field(DEFAULT_CRL_MAX_BYTES, ge=1024, le=256 * 1024 * 1024,
+                               description="largest CRL fetched from a distribution point")
+    ocsp_nonce: bool = Field(False, description="send a nonce in OCSP requests")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
     _split_anchors = field_validator("trust_anchors", "intermediates", "trusted_proxy_certs", "trusted_proxy_cas",
-                                     mode="before")(_path_list)
+                                     "crls", mode="before")(_path_list)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -121,6 +140,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _crl_files_need_crl_checking(self) -> Settings:
+        if self.crls and self.revocation_check not in ("crl", "crl+ocsp"):
+            raise ValueError("--crl (AUTHZ_CRLS) needs --revocation-check crl or crl+ocsp (AUTHZ_REVOCATION_CHECK)")
+        return self
+
+    @model_validator(mode="after")
     def _store_location(self) -> Settings:
         try:
             self.store_config().check()
@@ -141,6 +166,15 @@ class Settings(BaseSettings):
         return build_proxy_mode(self.proxy_cert_header, header=self.proxy_cert_header_name,
                                 trusted_proxies=self.trusted_proxies, trusted_proxy_certs=self.trusted_proxy_certs,
                                 trusted_proxy_cas=self.trusted_proxy_cas)
+
+    def revocation_config(self) -> RevocationConfig | None:
+        """Revocation checking as configured, or None when it is off."""
+        if self.revocation_check == "off":
+            return None
+        return RevocationConfig(mode=self.revocation_check, policy=self.revocation_policy,
+                                crl_files=tuple(self.crls), fetch_timeout=self.revocation_fetch_timeout,
+                                max_wait=self.revocation_max_wait, crl_grace=self.crl_grace,
+                                crl_max_bytes=self.crl_max_bytes, ocsp_nonce=self.ocsp_nonce)
 
     @property
     def issuer_url(self) -> str:

@@ -11,6 +11,7 @@ from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 
 if TYPE_CHECKING:
+    from authz.certificates.revocation.checker import RevocationChecker
     from authz.clients.model import RegisteredClient
 
 __all__ = ["check_client_certificate"]
@@ -20,11 +21,14 @@ def check_client_certificate(
     client: RegisteredClient,
     presented: PresentedCertificate | None,
     validator: ChainValidator,
+    revocation: RevocationChecker | None = None,
 ) -> None:
     """Return if ``presented`` authenticates ``client`` with its registered method; raise
     ``CertificateRejected`` naming the failed check otherwise.
 
-    ``tls_client_auth``: the chain, the registered subject, then the CA pin if the client has one."""
+    ``tls_client_auth``: the chain, the registered subject, the CA pin if the client has one,
+    then revocation (when configured): the cheap decisions first, and revocation data is only
+    consulted for a certificate that would otherwise authenticate the client."""
     if presented is None:
         raise CertificateRejected(
             RejectionReason.NO_CERTIFICATE,
@@ -42,6 +46,8 @@ def check_client_certificate(
             )
         if client.pinned_ca_spki_sha256 is not None:
             _check_pin(client.pinned_ca_spki_sha256, path)
+        if revocation is not None:
+            revocation.check(presented, path)
         return
     if client.auth_method == "self_signed_tls_client_auth":
         # RFC 8705 §2.2: no chain validation; the certificate must be one the client

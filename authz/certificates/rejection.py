@@ -34,6 +34,9 @@ class RejectionReason(enum.Enum):
     SAN_EMAIL_MISMATCH = "the certificate has no rfc822Name SAN matching the one registered for this client"
     NOT_REGISTERED = "the client certificate is not one registered for this client"
     CA_PIN_MISMATCH = "the client certificate was not issued by the CA this client is pinned to"
+    REVOKED = "the client certificate has been revoked"
+    CA_REVOKED = "a CA certificate in the client certificate's chain has been revoked"
+    REVOCATION_UNKNOWN = "the revocation status of the client certificate or its chain could not be determined"
     PROXY_HEADER_UNUSABLE = "the client certificate header set by the proxy could not be decoded"
 
     @property
@@ -49,7 +52,8 @@ class CertificateRejected(Exception):
         super().__init__(reason.public_description)
         self.reason = reason
         self.detail = detail
-        # More for the operator's line, beside detail (the CAs of a path); never sent to the client.
+        # More for the operator's line, beside detail (a revocation's serial and reason code,
+        # the CAs of a path); never sent to the client.
         self.log_fields = log_fields or {}
         # Safe to show the client (words of ours, never its input), e.g. which header failed.
         self.public_detail = public_detail

@@ -15,7 +15,7 @@ from authz.audiences.registry import ResourceServers
 from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
-from authz.context import ConfigurationError, load_certificates
+from authz.context import ConfigurationError, check_crl_files, load_certificates
 from authz.keys.signing import SigningKeys
 from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
@@ -47,7 +47,7 @@ def _problem(error: Any) -> str:
 
 
 # Settings whose command-line option is repeated once per value, under a singular name.
-_REPEATABLE_OPTIONS = {"trust_anchors": "--trust-anchor", "intermediates": "--intermediate",
+_REPEATABLE_OPTIONS = {"trust_anchors": "--trust-anchor", "intermediates": "--intermediate", "crls": "--crl",
                        "trusted_proxies": "--trusted-proxy", "trusted_proxy_certs": "--trusted-proxy-cert",
                        "trusted_proxy_cas": "--trusted-proxy-ca"}
 
@@ -64,6 +64,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
     try:
         load_certificates(settings.trust_anchors, "trust_anchors")
         load_certificates(settings.intermediates, "intermediates")
+        check_crl_files(settings.crls)
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
         # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
         # plain HTTP from the trusted proxies.
@@ -131,6 +132,25 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
 @proxy_options(_PATH, environment=True)
+@click.option("--revocation-check", type=click.Choice(["off", "crl", "ocsp", "crl+ocsp"]),
+              help="Check tls_client_auth certificates and their intermediates for revocation (env "
+                   "AUTHZ_REVOCATION_CHECK, default off).")
+@click.option("--revocation-policy", type=click.Choice(["hard-fail", "soft-fail"]),
+              help="Without a fresh answer: refuse the client, or accept it and log (env AUTHZ_REVOCATION_POLICY, "
+                   "default hard-fail).")
+@click.option("--crl", "crls", multiple=True, type=_PATH,
+              help="CRL file (PEM or DER), repeatable, reloaded when it changes (env AUTHZ_CRLS, comma-separated).")
+@click.option("--revocation-fetch-timeout", type=float,
+              help="Seconds a CRL or OCSP fetch may take in all (env AUTHZ_REVOCATION_FETCH_TIMEOUT, default 3).")
+@click.option("--revocation-max-wait", type=float,
+              help="Seconds a token request may wait for revocation data; fetches go on in the background (env "
+                   "AUTHZ_REVOCATION_MAX_WAIT, default 1).")
+@click.option("--crl-grace", type=float,
+              help="Seconds past its nextUpdate a CRL is still used (env AUTHZ_CRL_GRACE, default 0).")
+@click.option("--crl-max-bytes", type=int,
+              help="Largest CRL fetched from a distribution point (env AUTHZ_CRL_MAX_BYTES, default 10 MiB).")
+@click.option("--ocsp-nonce/--no-ocsp-nonce", default=None,
+              help="Send a nonce in OCSP requests (env AUTHZ_OCSP_NONCE, default no).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

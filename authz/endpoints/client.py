@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from authz.certificates.presented import PresentedCertificate, presented_certificate
+from authz.certificates.presented import presented_certificate
 from authz.certificates.rejection import CertificateRejected
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
@@ -74,11 +74,7 @@ class ClientEndpoint:
             except UnusableRegistration as unusable:
                 client = unusable
             if isinstance(client, RegisteredClient) and client.auth_method == "tls_client_auth":
-                unvalidated = self._chain_without_verdict(scope)
-                if unvalidated is not None:
-                    # Validated off the event loop, so that client authentication (synchronous,
-                    # inside authlib) finds the verdict remembered.
-                    await self.context.validator.prepare(unvalidated)
+                await self._prepare_chain(scope)
         return ClientRequest(
             endpoint=self.name,
             uri=self.uri,
@@ -88,15 +84,24 @@ class ClientEndpoint:
             client=client,
         )
 
-    def _chain_without_verdict(self, scope: Scope) -> PresentedCertificate | None:
-        """The presented chain, if the validator has no verdict on it yet."""
+    async def _prepare_chain(self, scope: Scope) -> None:
+        """Validate the presented chain off the event loop, and get its revocation data (at
+        most ``--revocation-max-wait`` seconds), so that client authentication (synchronous,
+        inside authlib) finds both verdicts remembered. Two lookups when they are."""
         try:
             presented = presented_certificate(scope)
         except CertificateRejected:
-            return None  # refused, with its reason, by client authentication
-        if presented is None or self.context.validator.has_verdict(presented):
-            return None
-        return presented
+            return  # refused, with its reason, by client authentication
+        if presented is None:
+            return
+        validator = self.context.validator
+        if not validator.has_verdict(presented):
+            await validator.prepare(presented)
+        revocation = self.context.certificate_revocation
+        if revocation is not None and not revocation.has_verdict(presented):
+            path = validator.validated_path(presented)
+            if path is not None:  # a refused chain needs no revocation data
+                await revocation.prepare(presented, path)
 
     async def answer(self, request: ClientRequest) -> JSONReply:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from authz.certificates.chain import ChainValidator
 from authz.certificates.check import check_client_certificate
 from authz.certificates.presented import PresentedCertificate, presented_certificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
+from authz.certificates.revocation.checker import RevocationChecker
 from authz.certificates.thumbprint import x5t_from_sha256_hex
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
@@ -35,9 +36,10 @@ OTHER_MECHANISM_PARAMETERS = ("client_secret", "client_assertion", "client_asser
 class ClientAuthenticator:
     """Resolves and authenticates the client of a ``ClientRequest``; one per server."""
 
-    def __init__(self, validator: ChainValidator, realm: str) -> None:
+    def __init__(self, validator: ChainValidator, realm: str, revocation: RevocationChecker | None = None) -> None:
         self.validator = validator
         self.realm = realm
+        self.revocation = revocation
 
     def for_method(self, method: str) -> Callable[[Any, ClientRequest], RegisteredClient | None]:
         """The function authlib's ``register_client_auth_method`` takes for ``method``."""
@@ -109,7 +111,7 @@ class ClientAuthenticator:
         presented: PresentedCertificate | None = None
         try:
             presented = presented_certificate(request.asgi_scope)
-            check_client_certificate(client, presented, self.validator)
+            check_client_certificate(client, presented, self.validator, self.revocation)
         except CertificateRejected as rejected:
             raise self._refuse(
                 request,

@@ -13,6 +13,7 @@ from authz.audiences.model import MAX_RESOURCE_CHARS
 from authz.audiences.registry import ResourceServers
 from authz.audiences.selection import MAX_RESOURCES, InvalidTargetError
 from authz.certificates.chain import ChainValidator
+from authz.certificates.revocation.checker import RevocationChecker
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.clipping import clipped
 from authz.oauth.client_auth import ClientAuthenticator
@@ -53,14 +54,14 @@ def oauth_error_response(error: OAuth2Error, *, endpoint: str, peer: str | None,
 
 class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, token_issuer: AccessTokenIssuer, validator: ChainValidator,
-                 resource_servers: ResourceServers) -> None:
+                 resource_servers: ResourceServers, revocation: RevocationChecker | None = None) -> None:
         super().__init__()
         self.token_issuer = token_issuer
         self.resource_servers = resource_servers
         self.register_grant(MutualTLSClientCredentialsGrant)
         self.register_endpoint(MutualTLSIntrospectionEndpoint)
         self.register_endpoint(MutualTLSRevocationEndpoint)
-        self.client_authenticator = ClientAuthenticator(validator, realm=token_issuer.issuer)
+        self.client_authenticator = ClientAuthenticator(validator, realm=token_issuer.issuer, revocation=revocation)
         for method in MTLS_AUTH_METHODS:
             self.register_client_auth_method(method, self.client_authenticator.for_method(method))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 __all__ = ["Issued", "TestCA", "forge", "path_building_bomb", "self_signed", "sign_with"]
 
@@ -81,12 +81,27 @@ def _leaf(builder: x509.CertificateBuilder, *, eku: list[x509.ObjectIdentifier] 
     return builder
 
 
+def _revocation_pointers(builder: x509.CertificateBuilder, crl_uri: str | None,
+                         ocsp_uri: str | None) -> x509.CertificateBuilder:
+    if crl_uri is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ocsp_uri is not None:
+        access = x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_uri))
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    return builder
+
+
 class TestCA:
     """A CA (root, or intermediate when ``parent`` is given) that issues client certificates."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str = "CN=Test Root CA,O=authz tests", parent: TestCA | None = None) -> None:
+    def __init__(self, name: str = "CN=Test Root CA,O=authz tests", parent: TestCA | None = None, *,
+                 crl_uri: str | None = None, ocsp_uri: str | None = None,
+                 key_usage_crl_sign: bool = True) -> None:
+        """``crl_uri`` and ``ocsp_uri``: where the parent publishes the revocation of this
+        (intermediate) CA's certificate."""
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = _name(name)
         self.parent = parent
@@ -96,10 +111,11 @@ class TestCA:
                            NOW + datetime.timedelta(days=365))
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            x509.KeyUsage(False, False, False, False, False, True, key_usage_crl_sign, False, False), critical=True)
         if parent:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()), critical=False)
+        builder = _revocation_pointers(builder, crl_uri, ocsp_uri)
         self.cert = builder.sign(signer_key, hashes.SHA256())
 
     @property
@@ -129,10 +145,12 @@ class TestCA:
         not_after: datetime.datetime | None = None,
         ca: bool = False,
         crl_uri: str | None = None,
+        ocsp_uri: str | None = None,
     ) -> Issued:
         """Issue a client certificate. ``eku`` defaults to [clientAuth]; pass [] for none.
         ``crl_uri`` adds a CRL distribution point (the certificate of a server a TLS scanner
-        checks: a real one names where its revocation is published)."""
+        checks: a real one names where its revocation is published), ``ocsp_uri`` an OCSP
+        responder (authority information access)."""
         key = ec.generate_private_key(ec.SECP256R1())
         san: list[x509.GeneralName] = [x509.DNSName(d) for d in san_dns or []]
         san += [x509.UniformResourceIdentifier(u) for u in san_uri or []]
@@ -144,9 +162,7 @@ class TestCA:
         builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH] if eku is None else eku, san=san, ca=ca)
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-        if crl_uri is not None:
-            point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
-            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        builder = _revocation_pointers(builder, crl_uri, ocsp_uri)
         return Issued(builder.sign(self.key, hashes.SHA256()), key, self.chain)
 
 

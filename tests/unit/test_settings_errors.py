@@ -25,3 +25,22 @@ def test_the_message_names_the_option(monkeypatch: pytest.MonkeyPatch, overrides
     with pytest.raises(click.ClickException) as raised:
         _settings(overrides)
     assert raised.value.message.startswith(expected)
+
+
+def test_revocation_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    for name in ("AUTHZ_REVOCATION_CHECK", "AUTHZ_CRLS", "AUTHZ_REVOCATION_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(click.ClickException) as raised:
+        _settings({"crls": ["a.crl"]})
+    assert "--crl (AUTHZ_CRLS) needs --revocation-check crl or crl+ocsp" in raised.value.message
+    with pytest.raises(click.ClickException) as raised:
+        _settings({"revocation_check": "crl-and-ocsp"})
+    assert raised.value.message.startswith("invalid settings: --revocation-check (AUTHZ_REVOCATION_CHECK): ")
+    assert _settings({}).revocation_config() is None
+    # From the environment, as a worker process reads them.
+    monkeypatch.setenv("AUTHZ_REVOCATION_CHECK", "crl+ocsp")
+    monkeypatch.setenv("AUTHZ_CRLS", "a.crl,b.crl")
+    config = _settings({"revocation_policy": "soft-fail"}).revocation_config()
+    assert config is not None and config.crl and config.ocsp and not config.hard_fail
+    assert [str(p) for p in config.crl_files] == ["a.crl", "b.crl"]
+    assert (config.max_wait, config.fetch_timeout, config.crl_grace) == (1.0, 3.0, 0.0)
