@@ -23,6 +23,7 @@ class RevocationHTTPServer:
         self.directory = directory
         self.handlers: dict[str, Handler] = {}
         self.delays: dict[str, float] = {}  # path -> seconds to wait before answering
+        self.without_length: set[str] = set()  # paths answered without Content-Length (until close)
         self.requests: Counter[str] = Counter()
         server = self
 
@@ -38,7 +39,8 @@ class RevocationHTTPServer:
                     file = server.directory / path.lstrip("/")
                     status, content = (200, file.read_bytes()) if path != "/" and file.is_file() else (404, b"")
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(content)))
+                if path not in server.without_length:
+                    self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
 

@@ -197,6 +197,34 @@ async def test_a_stale_crl_is_used_within_the_grace(setup: Setup, checkers: list
     assert await setup.check(checker, setup.leaf()) is None
 
 
+async def test_a_crl_held_is_not_used_once_stale(setup: Setup, checkers: list[RevocationChecker],
+                                                 tmp_path: Path) -> None:
+    # A --crl file that nobody replaced, and a fetched CRL whose distribution point is gone.
+    crl_file = tmp_path / "root.crl"
+    crl_file.write_bytes(make_crl(setup.root, last_update=NOW - 3 * HOUR, next_update=NOW - HOUR))
+    clock = [time.time()]
+    config = RevocationConfig(mode="crl", crl_files=(crl_file,), crl_grace=600, max_wait=5.0)
+    with structlog.testing.capture_logs() as logs:
+        checker = await started(checkers, RevocationChecker(config, clock=lambda: clock[0]),
+                                known=setup.validator.known_cas())
+    [stale] = events(logs, "crl_rejected")
+    assert (stale["why"], stale["source"]) == ("stale", str(crl_file))
+    rejected = await setup.check(checker, setup.root.issue("CN=leaf,O=authz tests"))
+    assert rejected is not None and rejected.reason is RejectionReason.REVOCATION_UNKNOWN
+    assert f"{crl_file}: stale (nextUpdate" in rejected.detail
+    # Fetched while fresh; then the server stops publishing and nextUpdate + grace passes.
+    leaf = setup.intermediate.issue("CN=leaf,O=authz tests", crl_uri=f"{setup.http.url}/intermediate.crl")
+    crl_file.write_bytes(make_crl(setup.root, number=2))
+    await checker._load_files()
+    assert await setup.check(checker, leaf) is None
+    (setup.http.directory / "intermediate.crl").unlink()
+    clock[0] = (NOW + 24 * HOUR).timestamp() + 601
+    rejected = await setup.check(checker, leaf)
+    assert rejected is not None and rejected.reason is RejectionReason.REVOCATION_UNKNOWN
+    assert "intermediate.crl: stale (nextUpdate" in rejected.detail
+    assert "HTTP status 404" in rejected.detail
+
+
 async def test_a_crl_with_a_bad_signature_is_not_used(setup: Setup, checkers: list[RevocationChecker]) -> None:
     forged = make_crl(setup.intermediate, key=ec.generate_private_key(ec.SECP256R1()))
     setup.serve("intermediate.crl", forged)
@@ -231,15 +259,19 @@ async def test_a_distribution_point_that_is_down(setup: Setup, checkers: list[Re
     assert not events(logs, "crl_fetch_failed")
 
 
-async def test_a_crl_over_the_size_limit_is_not_fetched(setup: Setup, checkers: list[RevocationChecker]) -> None:
+@pytest.mark.parametrize("announced", [True, False])
+async def test_a_crl_over_the_size_limit_is_not_fetched(setup: Setup, checkers: list[RevocationChecker],
+                                                        announced: bool) -> None:
     many: dict[int, x509.ReasonFlags | None] = dict.fromkeys(range(1, 200))
     setup.serve("intermediate.crl", make_crl(setup.intermediate, many))
+    if not announced:  # no Content-Length: the body is counted as it arrives
+        setup.http.without_length.add("/intermediate.crl")
     checker = await started(checkers, setup.checker(crl_max_bytes=2048))
     with structlog.testing.capture_logs() as logs:
         rejected = await setup.check(checker, setup.leaf())
     assert rejected is not None and rejected.reason is RejectionReason.REVOCATION_UNKNOWN
     [failed] = events(logs, "crl_fetch_failed")
-    assert "limit 2048" in failed["error"]
+    assert ("bytes announced (limit 2048)" if announced else "more than 2048 bytes") in failed["error"]
 
 
 async def test_a_request_waits_at_most_max_wait_and_the_fetch_goes_on(
