@@ -31,11 +31,13 @@ _authz() { _clean_env; _authz_command; "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" "$@";
 
 # authz serve --workers 1 on 127.0.0.1:$OUR_PORT with the peer PKI, a fresh data dir under $TMP and
 # the two benchmark clients; log in $TMP/authz-server.log. Returns once it answers over TLS.
+# OUR_SERVE_ARGS: more options for authz serve (split on spaces), e.g. "--revocation-check crl".
 # With OUR_PROXY=FORMAT (e.g. nginx): proxy mode instead, plain HTTP to a proxy on 127.0.0.1 that
 # forwards the client certificate in its header; OUR_ISSUER = the proxy's public URL.
 start_ours() {
   local data="$TMP/data" scheme=https
-  local -a listen
+  local -a listen extra=()
+  read -r -a extra <<< "${OUR_SERVE_ARGS:-}"
   if [ -n "${OUR_PROXY:-}" ]; then
     listen=(--proxy-cert-header "$OUR_PROXY" --trusted-proxy 127.0.0.1 --issuer "${OUR_ISSUER:?OUR_ISSUER: the URL of the proxy}")
     scheme=http
@@ -52,7 +54,7 @@ start_ours() {
   # (env execs authz): its PID is what gets signalled and whose VmHWM is read.
   "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" serve "${listen[@]}" \
     --trust-anchor "$PKI/ca.crt" --host 127.0.0.1 --port "$OUR_PORT" --data-dir "$data" --workers 1 \
-    --log-level "$LOG_LEVEL" --log-format json > "$TMP/authz-server.log" 2>&1 &
+    --log-level "$LOG_LEVEL" --log-format json "${extra[@]}" > "$TMP/authz-server.log" 2>&1 &
   SERVER_PID=$!
   wait_until_up "our server" "$SERVER_PID" "$scheme://127.0.0.1:$OUR_PORT/.well-known/oauth-authorization-server" \
     "$TMP/authz-server.log" 30 || return 1

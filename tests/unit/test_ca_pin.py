@@ -132,3 +132,16 @@ def test_the_cli_refuses_to_pin_what_is_no_ca(tmp_path: Path, cas: tuple[TestCA,
     code, _, err = _run("clients", "add", "self", "--auth-method", "self_signed_tls_client_auth",
                         "--cert", str(leaf_file), "--pin-ca", str(ca_file), data_dir=tmp_path)
     assert code == 2 and "--pin-ca is for tls_client_auth clients" in err
+
+
+def test_the_registration_api_keeps_the_pin(cas: tuple[TestCA, TestCA, TestCA]) -> None:
+    from authz.registration.metadata import public_metadata, requested_metadata
+
+    pin = spki_sha256(cas[0].cert).hex()
+    body = {"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": DN, CA_PIN_PARAMETER: pin}
+    stored = requested_metadata(body, "api-client")
+    assert stored[CA_PIN_PARAMETER] == pin
+    # What a GET shows, a PUT may send back: the pin survives the round trip.
+    assert public_metadata(stored)[CA_PIN_PARAMETER] == pin
+    with pytest.raises(InvalidClientMetadata, match=CA_PIN_PARAMETER):
+        requested_metadata({**body, CA_PIN_PARAMETER: "not hex"}, "api-client")

@@ -295,8 +295,8 @@ class RevocationChecker:
         subjects = list(self._subjects(presented, path))
         statuses = [(subject, self._status(subject, now)) for subject in subjects]
         until = min((status.until for _, status in statuses), default=float("inf"))
-        # Never past the data's own expiry, but not for less than a second either: the
-        # next refresh is on its way, and recomputing per request would gain nothing.
+        # Until the data's expiry or refresh time, but for a second at least (at most a second
+        # past it, then): a refresh is on its way, and recomputing per request gains nothing.
         until = max(until, now + _UNKNOWN_TTL)
         for subject, status in statuses:
             if status.revoked is not None:
