@@ -169,3 +169,14 @@ def test_a_self_signed_client_without_jwks_or_jwks_uri_is_told_about_both() -> N
 def test_a_tls_client_auth_client_cannot_register_a_jwks_uri() -> None:
     with pytest.raises(InvalidClientMetadata, match="jwks_uri is for self_signed_tls_client_auth clients"):
         RegisteredClient.from_metadata(pki_client(jwks_uri="https://keys.example/jwks"))
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("https://256.1.1.1/jwks", "jwks_uri is not a valid URL (Invalid IPv4 address: '256.1.1.1')"),
+    ("https://[v1.x]/jwks", "jwks_uri is not a valid URL (Invalid IPv6 address: '[v1.x]')"),
+])
+def test_a_jwks_uri_the_fetcher_could_not_parse_is_refused(uri: str, message: str) -> None:
+    # Found by tests/fuzz/test_jwks_uri.py: urlsplit takes these, httpx (which fetches) does not.
+    with pytest.raises(InvalidClientMetadata) as raised:
+        RegisteredClient.from_metadata(uri_client(jwks_uri=uri))
+    assert str(raised.value) == message

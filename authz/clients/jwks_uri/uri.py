@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import httpx
+
 __all__ = ["MAX_JWKS_URI_CHARS", "jwks_uri_problem"]
 
 # Far above any real JWKS location; bounds what is stored, logged and fetched.
@@ -39,4 +41,10 @@ def jwks_uri_problem(value: object) -> str | None:
         return "has no host"
     if port == 0:
         return "has port 0"
+    try:
+        # The fetcher's own parser: what passed the checks above must be fetchable as well
+        # (an IPv4 address like 256.1.1.1, a name IDNA refuses, [v1.x]).
+        httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        return f"is not a valid URL ({exc})"
     return None
