@@ -48,6 +48,7 @@ class Route:
     location: str = ""
     body: bytes = b""
     trickle: float = 0.1
+    delay: float = 0.0  # seconds before answering ("ok" mode)
     huge_bytes: int = 64 * 1024 * 1024
     requests: list[dict[str, str]] = field(default_factory=list)  # the headers of each request
     aborted: list[int] = field(default_factory=list)  # bytes sent before the client went away
@@ -83,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
             if route.mode == "slow":
                 self._trickle(route, body)
             else:
+                time.sleep(route.delay)
                 self._answer(200, body, route.content_type, route.headers)
 
     def _answer(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:

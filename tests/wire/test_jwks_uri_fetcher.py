@@ -133,6 +133,16 @@ async def test_loopback_without_the_allow_list_is_never_connected_to(jwks_pki: J
     assert server.connections == connections and route.count == 0
 
 
+@pytest.mark.parametrize("host", ["127.1", "0x7f.0.0.1", "2130706433", "017700000001", "localhost", "[::1]",
+                                  "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "0.0.0.0", "[::]"])
+async def test_other_spellings_of_loopback_are_refused_as_resolved(jwks_pki: JwksPKI, host: str) -> None:
+    # The system resolver (inet_aton) reads "127.1" or "2130706433" as 127.0.0.1: what is
+    # checked is the address, after resolution, not the spelling.
+    refused = await failure(fetcher(jwks_pki, allow=()), f"https://{host}:1/jwks")
+    assert refused.reason == "destination_refused"
+    assert any(f"is {what}" in refused.detail for what in ("loopback", "IPv4-mapped form of 127.0.0.1", "unspecified"))
+
+
 async def test_every_address_of_the_name_must_be_acceptable(jwks_pki: JwksPKI, server: JwksServer,
                                                            keys: tuple[Issued, Issued]) -> None:
     route = server.route("/mixed", Route(document=jwk_set(keys[0])))

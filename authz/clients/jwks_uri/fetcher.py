@@ -40,6 +40,8 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_TIMEOUT",
     "MAX_KEYS",
+    "MAX_MAX_AGE",
+    "MIN_MAX_AGE",
     "FetchedKeySet",
     "JwksFetchFailed",
     "JwksFetcher",
