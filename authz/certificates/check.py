@@ -46,7 +46,8 @@ def check_client_certificate(
             # A set, once fetched, has at least one certificate: none means none was fetched.
             raise CertificateRejected(
                 RejectionReason.JWKS_URI_UNAVAILABLE,
-                f"no certificate set could be fetched from {client.jwks_uri} yet (see jwks_uri_fetch_failed)",
+                f"no certificate set could be fetched from {client.jwks_uri} yet (see the jwks_uri_fetch_failed "
+                "and jwks_uri_refresh_skipped lines)",
             )
         if presented.leaf_der not in client.registered_certificates:
             where = "registered" if client.jwks_uri is None else f"fetched from {client.jwks_uri}"
