@@ -160,7 +160,8 @@ class JwksFetcher:
             raise JwksFetchFailed("tls_failed" if _caused_by_tls(exc) else "connect_failed",
                                   f"{host} ({', '.join(backend.tried) or 'no address tried'}): {exc}") from None
         except httpx.HTTPError as exc:
-            raise JwksFetchFailed("http_failed", f"{type(exc).__name__}: {exc}") from None
+            # The message may quote what the server sent: bounded, like everything it controls.
+            raise JwksFetchFailed("http_failed", f"{type(exc).__name__}: {clipped(str(exc), 300)}") from None
         certificates, keys = _certificates(body)
         return FetchedKeySet(certificates, keys, response.status_code, self._max_age(response.headers),
                              str(backend.connected))
