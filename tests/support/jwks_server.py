@@ -38,7 +38,7 @@ class Route:
     """What one path answers. ``mode``: "ok" (the set), "slow" (the set, one byte every
     ``trickle`` seconds), "huge" (``huge_bytes`` of JSON-looking data without Content-Length),
     "redirect" (302 to ``location``), "status" (``status`` with a short body), "raw" (``body``
-    as is)."""
+    as is), "close" (the connection closed without an answer)."""
 
     document: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     mode: str = "ok"
@@ -77,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(route.status, b'{"error": "failing on purpose"}', "application/json")
         elif route.mode == "raw":
             self._answer(route.status, route.body, route.content_type, route.headers)
+        elif route.mode == "close":
+            self.close_connection = True  # no answer at all
         elif route.mode == "huge":
             self._stream(route)
         else:

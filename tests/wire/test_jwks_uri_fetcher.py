@@ -246,6 +246,7 @@ ANSWERS = {
                "RecursionError"),
     "not-utf8": (Route(mode="raw", body=b'{"keys": "\xff"}', content_type="application/json"), "not_json",
                  "UnicodeDecodeError"),
+    "no-answer": (Route(mode="close"), "http_failed", "RemoteProtocolError: Server disconnected"),
     "empty-set": (Route(document={"keys": []}), "invalid_jwks", "jwks must be a JWK Set with at least one key"),
     "not-a-set": (Route(mode="raw", body=b"[1]", content_type="application/json"), "invalid_jwks",
                   "jwks must be a JWK Set"),
