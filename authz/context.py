@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
 from authz.clients.directory import ClientDirectory
+from authz.clients.jwks_uri.cache import FetchedCertificates
+from authz.clients.jwks_uri.destinations import AddressPolicy, parse_allow_list
+from authz.clients.jwks_uri.fetcher import JwksFetcher, tls_context
 from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
@@ -24,7 +28,7 @@ from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
 
-__all__ = ["ConfigurationError", "ServerContext", "load_certificates", "open_store"]
+__all__ = ["ConfigurationError", "ServerContext", "jwks_uri_fetcher", "load_certificates", "open_store"]
 
 
 class ConfigurationError(ValueError):
@@ -64,6 +68,19 @@ def _require_ca(certificate: x509.Certificate, path: Path) -> None:
         )
 
 
+def jwks_uri_fetcher(settings: Settings) -> JwksFetcher:
+    """The fetcher of clients' jwks_uri, as configured; ``ConfigurationError`` for a CA file it
+    cannot load."""
+    try:
+        context = tls_context(settings.jwks_uri_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"jwks_uri_ca: cannot load {settings.jwks_uri_ca} as PEM CA certificates: {exc}") \
+            from exc
+    return JwksFetcher(AddressPolicy(parse_allow_list(settings.jwks_uri_allow)), ssl_context=context,
+                       timeout=settings.jwks_uri_timeout, max_bytes=settings.jwks_uri_max_bytes,
+                       default_max_age=settings.jwks_uri_max_age)
+
+
 def open_store(settings: Settings) -> RecordStore:
     """The configured store, not yet open."""
     return settings.store_config().build()
@@ -82,6 +99,7 @@ class ServerContext:
     token_verifier: AccessTokenVerifier
     revocations: RevocationList
     resource_servers: ResourceServers
+    jwks_uri_certificates: FetchedCertificates
 
     @property
     def issuer(self) -> str:
@@ -118,6 +136,8 @@ class ServerContext:
             metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
             token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
             revocations=RevocationList(store),
+            jwks_uri_certificates=FetchedCertificates(jwks_uri_fetcher(settings),
+                                                      refresh_cooldown=settings.jwks_uri_refresh_cooldown),
         )
 
     async def start(self) -> None:
@@ -136,6 +156,7 @@ class ServerContext:
 
     async def stop(self) -> None:
         self.validator.close()
+        await self.jwks_uri_certificates.aclose()
         await self.changes.stop()
         await self.keys.close()
         await self.resource_servers.close()

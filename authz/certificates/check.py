@@ -42,10 +42,18 @@ def check_client_certificate(
     if client.auth_method == "self_signed_tls_client_auth":
         # RFC 8705 §2.2: no chain validation; the certificate must be one the client
         # registered, byte for byte.
+        if client.jwks_uri is not None and not client.registered_certificates:
+            # A set, once fetched, has at least one certificate: none means none was fetched.
+            raise CertificateRejected(
+                RejectionReason.JWKS_URI_UNAVAILABLE,
+                f"no certificate set could be fetched from {client.jwks_uri} yet (see the jwks_uri_fetch_failed "
+                "and jwks_uri_refresh_skipped lines)",
+            )
         if presented.leaf_der not in client.registered_certificates:
+            where = "registered" if client.jwks_uri is None else f"fetched from {client.jwks_uri}"
             raise CertificateRejected(
                 RejectionReason.NOT_REGISTERED,
-                f"{len(client.registered_certificates)} certificate(s) registered, none equal to the presented one",
+                f"{len(client.registered_certificates)} certificate(s) {where}, none equal to the presented one",
             )
         return
     raise CertificateRejected(

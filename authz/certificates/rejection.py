@@ -33,6 +33,7 @@ class RejectionReason(enum.Enum):
     SAN_IP_MISMATCH = "the certificate has no iPAddress SAN matching the one registered for this client"
     SAN_EMAIL_MISMATCH = "the certificate has no rfc822Name SAN matching the one registered for this client"
     NOT_REGISTERED = "the client certificate is not one registered for this client"
+    JWKS_URI_UNAVAILABLE = "the server could not get this client's certificates from its jwks_uri; retry later"
     PROXY_HEADER_UNUSABLE = "the client certificate header set by the proxy could not be decoded"
 
     @property

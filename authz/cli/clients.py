@@ -10,6 +10,7 @@ import click
 from authz.cli.certificate_files import certificate_lines, read_certificates
 from authz.cli.options import cli_actor, echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
+from authz.clients.jwks_uri.uri import jwks_uri_problem
 from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.config import StoreConfig
@@ -40,6 +41,9 @@ def clients() -> None:
 @click.option("--san-email", help="rfc822Name SAN (tls_client_auth).")
 @click.option("--cert", "certs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Certificate of a self_signed_tls_client_auth client (repeat it for rotation).")
+@click.option("--jwks-uri", metavar="URL",
+              help="https URL of the JWK Set (keys with x5c) of a self_signed_tls_client_auth client, fetched by "
+                   "the server; instead of --cert.")
 @click.option("--scope", default="", help='Space-separated scopes the client may request, e.g. "read write".')
 @click.option("--resource", "resources", multiple=True, metavar="URI",
               help="A resource server (registered with `authz resources add`) this client may get tokens for, "
@@ -49,9 +53,10 @@ def clients() -> None:
 @click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
 @store_option
 def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, resources: tuple[str, ...],
-        unbound_tokens: bool, replace: bool, store: StoreConfig, **subjects: str | None) -> None:
+        unbound_tokens: bool, replace: bool, store: StoreConfig, jwks_uri: str | None = None,
+        **subjects: str | None) -> None:
     """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
-    self_signed_tls_client_auth with one or more --cert)."""
+    self_signed_tls_client_auth with one or more --cert, or --jwks-uri)."""
     given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
     if auth_method == "tls_client_auth":
         if len(given) != 1:
@@ -61,11 +66,18 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
             )
         if certs:
             raise click.UsageError("--cert is for self_signed_tls_client_auth clients")
+        if jwks_uri is not None:
+            raise click.UsageError("--jwks-uri is for self_signed_tls_client_auth clients")
     else:
         if given:
             raise click.UsageError("subject options are for tls_client_auth; self-signed clients use --cert")
-        if not certs:
-            raise click.UsageError("self_signed_tls_client_auth needs at least one --cert")
+        if certs and jwks_uri is not None:
+            # RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
+            raise click.UsageError("--cert and --jwks-uri exclude each other: register certificates or a URL")
+        if not certs and jwks_uri is None:
+            raise click.UsageError("self_signed_tls_client_auth needs at least one --cert, or --jwks-uri")
+        if jwks_uri is not None and (problem := jwks_uri_problem(jwks_uri)) is not None:
+            raise click.BadParameter(f"jwks_uri {problem}", param_hint="--jwks-uri")
     metadata: dict[str, Any] = {
         "client_id": client_id,
         "token_endpoint_auth_method": auth_method,
@@ -76,6 +88,8 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
     }
     if resources:
         metadata["allowed_resources"] = list(resources)
+    if jwks_uri is not None:
+        metadata["jwks_uri"] = jwks_uri
     if certs:
         try:
             metadata["jwks"] = {"keys": [jwk_for_certificate(c) for c in read_certificates(certs)]}
@@ -113,6 +127,8 @@ def _summary(key: str, metadata: dict[str, Any] | CorruptRecord) -> str:
         return f"{key}\tUNUSABLE: {exc}; {_way_out(key)}"
     if client.subject is not None:
         subject = next(f"{k}={v}" for k, v in metadata.items() if k.startswith("tls_client_auth_"))
+    elif client.jwks_uri is not None:
+        subject = f"jwks_uri={client.jwks_uri}"
     else:
         subject = f"{len(client.registered_certificates)} certificate(s)"
     return f"{client.client_id}\t{client.auth_method}\t{subject}\tscope={metadata.get('scope', '')!r}"

@@ -15,7 +15,7 @@ from authz.audiences.registry import ResourceServers
 from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
-from authz.context import ConfigurationError, load_certificates
+from authz.context import ConfigurationError, jwks_uri_fetcher, load_certificates
 from authz.keys.signing import SigningKeys
 from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
@@ -64,6 +64,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
     try:
         load_certificates(settings.trust_anchors, "trust_anchors")
         load_certificates(settings.intermediates, "intermediates")
+        jwks_uri_fetcher(settings)  # its CA file
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
         # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
         # plain HTTP from the trusted proxies.
@@ -131,6 +132,22 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
 @proxy_options(_PATH, environment=True)
+@click.option("--jwks-uri-allow", "jwks_uri_allow", multiple=True, metavar="CIDR",
+              help="A network a client's jwks_uri may lead to although it is not public (loopback, private, "
+                   "link-local...), repeatable (env AUTHZ_JWKS_URI_ALLOW, comma-separated).")
+@click.option("--jwks-uri-ca", type=_PATH,
+              help="CA certificates (PEM) that verify jwks_uri servers, instead of the system's (env "
+                   "AUTHZ_JWKS_URI_CA).")
+@click.option("--jwks-uri-timeout", type=float,
+              help="Seconds one jwks_uri fetch may take in all (env AUTHZ_JWKS_URI_TIMEOUT, default 5).")
+@click.option("--jwks-uri-max-bytes", type=int,
+              help="Largest jwks_uri answer read (env AUTHZ_JWKS_URI_MAX_BYTES, default 262144).")
+@click.option("--jwks-uri-max-age", type=float,
+              help="Seconds a fetched set is used when its answer has no Cache-Control max-age (env "
+                   "AUTHZ_JWKS_URI_MAX_AGE, default 3600).")
+@click.option("--jwks-uri-refresh-cooldown", type=float,
+              help="Seconds between two fetches of one client's jwks_uri, however many unknown certificates "
+                   "arrive (env AUTHZ_JWKS_URI_REFRESH_COOLDOWN, default 60).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

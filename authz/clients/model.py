@@ -22,6 +22,7 @@ from joserfc.jwk import JWKRegistry
 
 from authz.audiences.model import resource_uri_problem
 from authz.certificates.subject import SUBJECT_PARAMETERS, InvalidSubject, SubjectMatcher, subject_matcher
+from authz.clients.jwks_uri.uri import jwks_uri_problem
 
 __all__ = [
     "MAX_CLIENT_ID_CHARS",
@@ -114,6 +115,9 @@ class RegisteredClient:
     # the configured default audience only.
     allowed_resources: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # self_signed_tls_client_auth with jwks_uri instead of jwks: registered_certificates stays
+    # empty here; the client endpoint fills it from the fetched set (authz.clients.jwks_uri).
+    jwks_uri: str | None = None
 
     # --- authlib ClientMixin ---------------------------------------------------------
     def get_client_id(self) -> str:
@@ -187,6 +191,8 @@ class RegisteredClient:
                 )
             if metadata.get("jwks") is not None:
                 raise InvalidClientMetadata("jwks is for self_signed_tls_client_auth clients")
+            if metadata.get("jwks_uri") is not None:
+                raise InvalidClientMetadata("jwks_uri is for self_signed_tls_client_auth clients")
             value = metadata[present[0]]
             try:
                 matcher = subject_matcher(present[0], value)
@@ -197,6 +203,19 @@ class RegisteredClient:
             raise InvalidClientMetadata(
                 f"{', '.join(present)} only apply to tls_client_auth; a self_signed_tls_client_auth "
                 "client registers its certificates in jwks (x5c)"
+            )
+        jwks_uri = metadata.get("jwks_uri")
+        if jwks_uri is not None:
+            if metadata.get("jwks") is not None:
+                raise InvalidClientMetadata("jwks and jwks_uri must not both be present (RFC 7591 §2); register one")
+            problem = jwks_uri_problem(jwks_uri)
+            if problem is not None:
+                raise InvalidClientMetadata(f"jwks_uri {problem}")
+            return cls(jwks_uri=jwks_uri, **common)
+        if metadata.get("jwks") is None:
+            raise InvalidClientMetadata(
+                "a self_signed_tls_client_auth client registers its certificates in jwks (a JWK Set with x5c) "
+                "or jwks_uri (an https URL serving one)"
             )
         return cls(registered_certificates=_registered_certificates(metadata.get("jwks")), **common)
 
