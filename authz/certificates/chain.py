@@ -51,8 +51,8 @@ Clock = Callable[[], datetime.datetime]
 # Intermediates between the leaf and an anchor that path building follows (cryptography's
 # default, set here so that the refusal of a longer chain can say so).
 MAX_INTERMEDIATES = 8
-# Seconds a refusal is remembered: trust anchors only change with a restart, and a chain that
-# is not yet valid is remembered only until it becomes valid.
+# Seconds a refusal is remembered: a chain that is not yet valid is remembered only until it
+# becomes valid, and a reload of the trust material (``replace_trust``) forgets every verdict.
 REFUSAL_TTL = 600.0
 _REFUSAL_CACHE_SIZE = 4096
 _LOGGED_DETAIL_CHARS = 300  # cryptography's messages quote subjects, which the client chose
@@ -79,6 +79,22 @@ def _ca_policy() -> ExtensionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class _Trust:
+    """What chains are validated against, replaced as a whole (``ChainValidator.replace_trust``):
+    the validation thread reads it once per chain, so it never mixes old and new material."""
+
+    anchors: tuple[x509.Certificate, ...]
+    store: Store | None
+    pool: tuple[x509.Certificate, ...]
+    generation: int
+
+    @classmethod
+    def of(cls, anchors: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate],
+           generation: int) -> _Trust:
+        return cls(tuple(anchors), Store(list(anchors)) if anchors else None, tuple(intermediates), generation)
+
+
+@dataclass(frozen=True, slots=True)
 class _Refusal:
     reason: RejectionReason
     detail: str
@@ -89,7 +105,7 @@ class _Refusal:
 
 
 class ChainValidator:
-    """Validates presented chains against a fixed set of trust anchors."""
+    """Validates presented chains against a set of trust anchors (replaced by a reload)."""
 
     def __init__(
         self,
@@ -99,9 +115,7 @@ class ChainValidator:
         clock: Clock = utc_now,
         cache_size: int = 10_000,
     ) -> None:
-        self._anchors = list(anchors)
-        self._store = Store(self._anchors) if self._anchors else None
-        self._pool = list(intermediates)
+        self._trust = _Trust.of(anchors, intermediates, generation=0)
         self._clock = clock
         self._ee_policy = _end_entity_policy()
         self._ca_policy = _ca_policy()
@@ -114,7 +128,26 @@ class ChainValidator:
 
     @property
     def anchor_count(self) -> int:
-        return len(self._anchors)
+        return len(self._trust.anchors)
+
+    @property
+    def anchors(self) -> tuple[x509.Certificate, ...]:
+        return self._trust.anchors
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        return self._trust.pool
+
+    def replace_trust(self, anchors: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate]) -> None:
+        """Validate against these from now on (a reload, on the event loop). Every remembered
+        verdict goes: a chain refused as untrusted may lead to a new anchor, one accepted may
+        lead only to a removed one. A validation in flight on the thread finishes against the
+        old material, and its verdict is dropped (``_remember_pending``)."""
+        self._trust = _Trust.of(anchors, intermediates, generation=self._trust.generation + 1)
+        self._valid_until.clear()
+        self._refused.clear()
+        # Requests arriving now must not wait for a verdict on the old material.
+        self._in_flight = {}
 
     def validate(self, presented: PresentedCertificate) -> None:
         """Return if the chain leads to a trust anchor now; raise ``CertificateRejected``."""
@@ -156,7 +189,8 @@ class ChainValidator:
             pending = asyncio.get_running_loop().run_in_executor(self._executor, self._outcome, presented, now)
             self._in_flight[key] = pending
             # Registered before any waiter's: the verdict is remembered before they resume.
-            pending.add_done_callback(functools.partial(self._remember_pending, key, presented))
+            pending.add_done_callback(functools.partial(self._remember_pending, key, presented,
+                                                        self._trust.generation))
         # Shielded: a waiter that goes away (its client disconnected) does not cancel the
         # validation other requests of the same chain wait for.
         await asyncio.shield(pending)
@@ -186,9 +220,13 @@ class ChainValidator:
             return rejected
 
     def _remember_pending(
-        self, key: bytes, presented: PresentedCertificate, pending: asyncio.Future[float | CertificateRejected]
+        self, key: bytes, presented: PresentedCertificate, generation: int,
+        pending: asyncio.Future[float | CertificateRejected],
     ) -> None:
-        self._in_flight.pop(key, None)
+        if self._in_flight.get(key) is pending:
+            del self._in_flight[key]
+        if generation != self._trust.generation:
+            return  # reached on trust material replaced since: validate() decides again
         if not pending.cancelled() and pending.exception() is None:
             # An unexpected error is not remembered: validate() meets it again and it is a 500.
             self._remember(key, presented, pending.result())
@@ -210,18 +248,19 @@ class ChainValidator:
 
     def _validate_uncached(self, presented: PresentedCertificate, now: datetime.datetime) -> float:
         """Validate; the POSIX time until which the verdict holds, or ``CertificateRejected``."""
-        if self._store is None:
+        trust = self._trust
+        if trust.store is None:
             raise CertificateRejected(RejectionReason.UNTRUSTED_CHAIN, "no trust anchors are configured")
         sent, left_out = self._candidates_sent(presented)
         verifier = (
             PolicyBuilder()
-            .store(self._store)
+            .store(trust.store)
             .time(now)
             .max_chain_depth(MAX_INTERMEDIATES)
             .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
             .build_client_verifier()
         )
-        candidates = sent + self._pool
+        candidates = sent + list(trust.pool)
         try:
             verified = verifier.verify(presented.leaf, candidates)
         except VerificationError as exc:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 from pydantic import ValidationError
 
 from authz.audiences.model import ResourceServer
@@ -23,6 +22,7 @@ from authz.proxy.options import proxy_options
 from authz.settings import Settings
 from authz.storage.base import RecordStore
 from authz.storage.config import StoreConfig
+from authz.tls import supervisor
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
 __all__ = ["dev", "serve"]
@@ -86,7 +86,8 @@ def run_server(settings: Settings, access_log: bool) -> None:
                     err=True)
     # Worker processes build their own app from the environment.
     os.environ.update(settings.to_environment())
-    uvicorn.run(
+    # uvicorn.run, but SIGHUP to the supervisor of several workers reloads them in place.
+    supervisor.run(
         "authz.app:create_app",
         factory=True,
         host=settings.host,
