@@ -25,7 +25,7 @@ from authz.storage.config import StoreConfig
 from authz.tls import supervisor
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
-__all__ = ["dev", "serve"]
+__all__ = ["dev", "serve", "settings_from_options"]
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
@@ -33,6 +33,12 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v not in (None, ())})
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {'; '.join(_problem(e) for e in exc.errors())}") from None
+
+
+def settings_from_options(options: dict[str, Any]) -> Settings:
+    """The settings ``serve`` would run with: these options, then the ``AUTHZ_*`` variables
+    (``authz explain`` reads the trust configuration this way)."""
+    return _settings(options)
 
 
 def _problem(error: Any) -> str:
