@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import authz.reload
+import authz.tls.supervisor
 from authz.certificates.chain import ChainValidator
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import CertificateRejected, RejectionReason
@@ -24,6 +25,27 @@ from authz.settings import Settings
 from authz.tls.credentials import ServerCredentials, load_credentials
 from authz.tls.supervisor import ReloadingMultiprocess
 from tests.support.pki import TestCA, self_signed
+
+
+class _Log:
+    """Stands for a module's structlog logger (loggers are bound once per process)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def _add(self, level: str) -> Any:
+        return lambda event, **fields: self.lines.append({"event": event, "log_level": level, **fields})
+
+    def __getattr__(self, level: str) -> Any:
+        return self._add(level)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    recorder = _Log()
+    monkeypatch.setattr(authz.reload, "log", recorder)
+    monkeypatch.setattr(authz.tls.supervisor, "log", recorder)
+    return recorder.lines
 
 
 def _hook(calls: list[str], name: str, *, refuse: bool = False) -> Any:
@@ -36,36 +58,33 @@ def _hook(calls: list[str], name: str, *, refuse: bool = False) -> Any:
     return prepare
 
 
-async def test_every_hook_prepares_off_the_loop_before_any_commits() -> None:
+async def test_every_hook_prepares_off_the_loop_before_any_commits(logs: list[dict[str, Any]]) -> None:
     calls: list[str] = []
     reloader = Reloader()
     reloader.register("a", _hook(calls, "a"))
     reloader.register("b", _hook(calls, "b"))
-    with structlog.testing.capture_logs() as logs:
-        assert await reloader.reload()
+    assert await reloader.reload()
     assert [c.split(" on ")[0] for c in calls] == ["prepare a", "prepare b", "commit a", "commit b"]
     assert all(threading.main_thread().name not in c for c in calls if c.startswith("prepare"))
     assert logs[-1]["event"] == "reload_completed" and logs[-1]["a"] == {"name": "a"}
 
 
-async def test_one_refusal_commits_nothing_and_names_the_part_and_file() -> None:
+async def test_one_refusal_commits_nothing_and_names_the_part_and_file(logs: list[dict[str, Any]]) -> None:
     calls: list[str] = []
     reloader = Reloader()
     reloader.register("good", _hook(calls, "good"))
     reloader.register("bad", _hook(calls, "bad", refuse=True))
-    with structlog.testing.capture_logs() as logs:
-        assert not await reloader.reload()
+    assert not await reloader.reload()
     assert not [c for c in calls if c.startswith("commit")]
     [line] = logs
     assert line["event"] == "reload_refused" and line["log_level"] == "error"
     assert (line["part"], line["file"], line["reason"]) == ("bad", "/etc/bad.pem", "not usable")
 
 
-async def test_a_hook_that_fails_unexpectedly_refuses_the_reload() -> None:
+async def test_a_hook_that_fails_unexpectedly_refuses_the_reload(logs: list[dict[str, Any]]) -> None:
     reloader = Reloader()
     reloader.register("buggy", lambda: 1 / 0)  # type: ignore[arg-type, return-value]
-    with structlog.testing.capture_logs() as logs:
-        assert not await reloader.reload()
+    assert not await reloader.reload()
     assert logs[0]["reason"] == "unexpected error: ZeroDivisionError: division by zero"
 
 
@@ -223,8 +242,8 @@ class _Worker:
         return self.ready
 
 
-def test_the_supervisor_forwards_sighup_to_ready_workers_and_replaces_none(monkeypatch: pytest.MonkeyPatch
-                                                                         ) -> None:
+def test_the_supervisor_forwards_sighup_to_ready_workers_and_replaces_none(monkeypatch: pytest.MonkeyPatch,
+                                                                         logs: list[dict[str, Any]]) -> None:
     supervisor = ReloadingMultiprocess.__new__(ReloadingMultiprocess)
     supervisor.config = type("Config", (), {"timeout_worker_healthcheck": 1})()  # type: ignore[assignment]
     supervisor.should_exit = threading.Event()
@@ -233,8 +252,7 @@ def test_the_supervisor_forwards_sighup_to_ready_workers_and_replaces_none(monke
     sent: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
     monkeypatch.setattr(ReloadingMultiprocess, "restart_all", lambda self: pytest.fail("workers replaced"))
-    with structlog.testing.capture_logs() as logs:
-        supervisor.handle_hup()
+    supervisor.handle_hup()
     assert sent == [(101, signal.SIGHUP), (103, signal.SIGHUP)]
     assert supervisor.processes == workers
     assert [line["event"] for line in logs] == ["reload_not_forwarded", "reload_requested"]
