@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     trusted_proxy_cas: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="CAs (PEM) that issue the client certificates of trusted proxies"
     )
+    refuse_expired_certificates: bool = Field(
+        False, description="the registration API refuses self-signed certificates that have expired (else: a warning)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 

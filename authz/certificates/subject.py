@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from cryptography import x509
 
-from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName
+from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName, openssl_form
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import RejectionReason
 
@@ -156,12 +156,26 @@ class SanEmail(SubjectMatcher):
         return False
 
 
+def _printed_form_problem(value: str, form: str, rfc4514: str) -> str:
+    how = {
+        "one-line": "as OpenSSL prints a subject by default (most general RDN first, spaces around '='), which "
+                    "as RFC 4514 names the reverse DN",
+        "slash": "in OpenSSL's slash form (most general RDN first)",
+        "labelled": "with the label openssl prints before it",
+    }[form]
+    return (f"tls_client_auth_subject_dn: {value!r} is written {how}; RFC 4514 lists the most specific RDN "
+            f"first: use '{rfc4514}' (as openssl x509 -noout -subject -nameopt RFC2253 prints it)")
+
+
 def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
     """Build the matcher for one registered subject parameter; ``InvalidSubject`` if the
     value cannot be used."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidSubject(f"{parameter} must be a non-empty string")
     if parameter == "tls_client_auth_subject_dn":
+        printed = openssl_form(value)
+        if printed is not None:
+            raise InvalidSubject(_printed_form_problem(value, *printed))
         try:
             return SubjectDN(DistinguishedName.parse(value))
         except InvalidDistinguishedName as exc:

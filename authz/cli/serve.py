@@ -138,6 +138,9 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
 @proxy_options(_PATH, environment=True)
+@click.option("--refuse-expired-certificates", is_flag=True, default=None,
+              help="The registration API refuses self-signed certificates that have expired, instead of a warning "
+                   "(env AUTHZ_REFUSE_EXPIRED_CERTIFICATES).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
