@@ -359,7 +359,19 @@ def _most_general_first(rdns: list[list[tuple[str, str]]]) -> bool:
 
 def openssl_form(text: str) -> tuple[str, str] | None:
     """If ``text`` is a DN in one of OpenSSL's printed forms rather than RFC 4514: the name of
-    the form and the RFC 4514 string of the same DN; else None.
+    the form and the RFC 4514 string of the same DN (one that parses); else None."""
+    found = _openssl_form(text)
+    if found is None:
+        return None
+    try:
+        DistinguishedName.parse(found[1])
+    except InvalidDistinguishedName:
+        return None  # not a DN after all: the parser's own message says what is wrong
+    return found
+
+
+def _openssl_form(text: str) -> tuple[str, str] | None:
+    """The forms:
 
     - the slash form, ``/C=US/O=Example/CN=svc``: always (no RFC 4514 string starts with '/');
     - the one-line form, ``C = US, O = Example, CN = svc`` (or ``C=US, O=Example, CN=svc``):

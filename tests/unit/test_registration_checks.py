@@ -79,6 +79,12 @@ def test_the_rfc4514_output_of_openssl_is_accepted(root: TestCA, tmp_path: Path)
         assert matcher.matches(type("P", (), {"subject_dn": DistinguishedName.from_name(issued.cert.subject)})())  # type: ignore[arg-type]
 
 
+def test_no_suggestion_that_is_no_dn_either() -> None:
+    with pytest.raises(InvalidSubject) as info:
+        subject_matcher("tls_client_auth_subject_dn", "/Q=1/CN=2")
+    assert "use '" not in str(info.value) and "unknown attribute type '/Q'" in str(info.value)
+
+
 @pytest.mark.parametrize("value", ["CN = svc, O = Example", "CN=svc , O = Example, C = US", "CN = svc"])
 def test_spaces_in_a_dn_in_rfc4514_order_are_tolerated(value: str) -> None:
     subject_matcher("tls_client_auth_subject_dn", value)
