@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
@@ -21,6 +23,7 @@ from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
+from authz.reload import PreparedChange, ReloadHook, ReloadRefused, reload_hooks
 from authz.settings import Settings
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.changes import ChangeFeed
@@ -28,11 +31,16 @@ from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
 
-__all__ = ["ConfigurationError", "ServerContext", "jwks_uri_fetcher", "load_certificates", "open_store"]
+__all__ = ["ConfigurationError", "ServerContext", "chain_validator", "jwks_uri_fetcher", "load_certificates",
+           "open_store", "trust_reload_hook"]
 
 
 class ConfigurationError(ValueError):
     """A setting points at something unusable; the message names the setting and the file."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]:
@@ -41,11 +49,11 @@ def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigurationError(f"{setting}: cannot read {path}: {exc.strerror}") from exc
+            raise ConfigurationError(f"{setting}: cannot read {path}: {exc.strerror}", path) from exc
         try:
             found = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
-            raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})") from exc
+            raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})", path) from exc
         if setting == "trust_anchors":
             for certificate in found:
                 _require_ca(certificate, path)
@@ -64,7 +72,7 @@ def _require_ca(certificate: x509.Certificate, path: Path) -> None:
         raise ConfigurationError(
             f"trust_anchors: {path} holds a certificate that is not a CA ({certificate.subject.rfc4514_string()}: "
             "no basicConstraints CA:TRUE). Configure the CA that issues client certificates; to accept one "
-            "client's own certificate, register it with self_signed_tls_client_auth."
+            "client's own certificate, register it with self_signed_tls_client_auth.", path
         )
 
 
@@ -79,6 +87,43 @@ def jwks_uri_fetcher(settings: Settings) -> JwksFetcher:
     return JwksFetcher(AddressPolicy(parse_allow_list(settings.jwks_uri_allow)), ssl_context=context,
                        timeout=settings.jwks_uri_timeout, max_bytes=settings.jwks_uri_max_bytes,
                        default_max_age=settings.jwks_uri_max_age)
+
+
+def chain_validator(settings: Settings) -> ChainValidator:
+    """The validator of ``tls_client_auth`` chains that these settings configure: the one the
+    server runs, and the one ``authz explain`` runs."""
+    return ChainValidator(load_certificates(settings.trust_anchors, "trust_anchors"),
+                          load_certificates(settings.intermediates, "intermediates"))
+
+
+def trust_reload_hook(settings: Settings, validator: ChainValidator) -> ReloadHook:
+    """The reload hook (``authz.reload``) that reads the trust anchors and intermediates again
+    from the same files and puts them in ``validator``."""
+
+    def prepare() -> PreparedChange | None:
+        try:
+            anchors = load_certificates(settings.trust_anchors, "trust_anchors")
+            intermediates = load_certificates(settings.intermediates, "intermediates")
+        except ConfigurationError as exc:
+            raise ReloadRefused(exc.path, str(exc)) from exc
+        if _ders(anchors) == _ders(validator.anchors) and _ders(intermediates) == _ders(validator.intermediates):
+            return None
+        summary = {"anchors": len(anchors), "intermediates": len(intermediates),
+                   "anchors_added": _subjects(anchors, validator.anchors),
+                   "anchors_removed": _subjects(validator.anchors, anchors)}
+        return PreparedChange(lambda: validator.replace_trust(anchors, intermediates), summary)
+
+    return prepare
+
+
+def _ders(certificates: Sequence[x509.Certificate]) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in certificates]
+
+
+def _subjects(these: Sequence[x509.Certificate], without: Sequence[x509.Certificate]) -> list[str]:
+    """Subjects of the certificates in ``these`` and not in ``without``."""
+    others = set(_ders(without))
+    return [c.subject.rfc4514_string() for c in these if c.public_bytes(Encoding.DER) not in others]
 
 
 def open_store(settings: Settings) -> RecordStore:
@@ -100,6 +145,7 @@ class ServerContext:
     revocations: RevocationList
     resource_servers: ResourceServers
     jwks_uri_certificates: FetchedCertificates
+    _stop_reloading: Callable[[], None] | None = None
 
     @property
     def issuer(self) -> str:
@@ -114,10 +160,7 @@ class ServerContext:
         registration_api = ResourceServer(settings.issuer_url + REGISTRATION_PATH, (REGISTRATION_SCOPE,),
                                           frozenset())
         resource_servers = ResourceServers(store, changes, builtin=(registration_api,))
-        validator = ChainValidator(
-            load_certificates(settings.trust_anchors, "trust_anchors"),
-            load_certificates(settings.intermediates, "intermediates"),
-        )
+        validator = chain_validator(settings)
         issuer = AccessTokenIssuer(
             keys=keys,
             issuer=settings.issuer_url,
@@ -147,6 +190,9 @@ class ServerContext:
             await self.changes.start()
             await self.keys.load()
             await self.resource_servers.load()
+            # SIGHUP reloads the trust material (authz.reload); also in proxy mode, without TLS.
+            self._stop_reloading = reload_hooks.register("trust_anchors",
+                                                         trust_reload_hook(self.settings, self.validator))
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -155,6 +201,9 @@ class ServerContext:
             raise
 
     async def stop(self) -> None:
+        if self._stop_reloading is not None:
+            self._stop_reloading()
+            self._stop_reloading = None
         self.validator.close()
         await self.jwks_uri_certificates.aclose()
         await self.changes.stop()

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # Not 0: it is what bounds the fetches a token request with a made-up certificate can cause.
     jwks_uri_refresh_cooldown: float = Field(DEFAULT_REFRESH_COOLDOWN, ge=0.1, le=86_400,
                                              description="seconds between two fetches of one client's jwks_uri")
+    refuse_expired_certificates: bool = Field(
+        False, description="the registration API refuses self-signed certificates that have expired (else: a warning)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 

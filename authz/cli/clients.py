@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from authz.cli.certificate_files import certificate_lines, read_certificates
 from authz.cli.options import cli_actor, echo_json, store_option, with_store
 from authz.clients.directory import ClientDirectory, stored_client
 from authz.clients.jwks_uri.uri import jwks_uri_problem
-from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, jwk_for_certificate
+from authz.clients.model import MTLS_AUTH_METHODS, InvalidClientMetadata, RegisteredClient, jwk_for_certificate
+from authz.clients.review import review_registration
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.config import StoreConfig
 
@@ -51,26 +53,28 @@ def clients() -> None:
 @click.option("--unbound-tokens", is_flag=True,
               help="Issue access tokens without cnf (tls_client_certificate_bound_access_tokens=false).")
 @click.option("--replace", is_flag=True, help="Replace an existing registration of CLIENT_ID.")
+@click.option("--refuse-expired", is_flag=True,
+              help="Refuse a --cert that has expired (otherwise a warning; the server accepts it all the same).")
 @store_option
 def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, resources: tuple[str, ...],
-        unbound_tokens: bool, replace: bool, store: StoreConfig, jwks_uri: str | None = None,
+        unbound_tokens: bool, replace: bool, refuse_expired: bool, store: StoreConfig, jwks_uri: str | None = None,
         **subjects: str | None) -> None:
     """Register CLIENT_ID (tls_client_auth with exactly one subject option, or
     self_signed_tls_client_auth with one or more --cert, or --jwks-uri)."""
     given = {_SUBJECT_OPTIONS[k]: v for k, v in subjects.items() if v is not None}
     if auth_method == "tls_client_auth":
+        if certs:
+            raise click.UsageError(cert_for_tls_client_auth(certs))
         if len(given) != 1:
             raise click.UsageError(
                 "tls_client_auth needs exactly one of --subject-dn, --san-dns, --san-uri, --san-ip, --san-email"
                 + (f" (got {len(given)})" if given else "")
             )
-        if certs:
-            raise click.UsageError("--cert is for self_signed_tls_client_auth clients")
         if jwks_uri is not None:
             raise click.UsageError("--jwks-uri is for self_signed_tls_client_auth clients")
     else:
         if given:
-            raise click.UsageError("subject options are for tls_client_auth; self-signed clients use --cert")
+            raise click.UsageError(subject_for_self_signed(given))
         if certs and jwks_uri is not None:
             # RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
             raise click.UsageError("--cert and --jwks-uri exclude each other: register certificates or a URL")
@@ -96,6 +100,11 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
         except InvalidClientMetadata as exc:
             raise click.BadParameter(str(exc), param_hint="--cert") from exc
 
+    try:
+        warnings = review_registration(RegisteredClient.from_metadata(metadata), refuse_expired=refuse_expired)
+    except InvalidClientMetadata as exc:
+        raise click.ClickException(f"invalid client metadata: {exc}") from exc
+
     async def register(records: RecordStore) -> None:
         try:
             await ClientDirectory(records).register(metadata, replace=replace, actor=cli_actor())
@@ -106,6 +115,35 @@ def add(client_id: str, auth_method: str, certs: tuple[Path, ...], scope: str, r
 
     with_store(store, register, create=True)
     click.echo(f"registered {client_id} ({auth_method})")
+    echo_warnings(warnings)
+
+
+def echo_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+_SUBJECT_FLAGS = {value: "--" + key.replace("_", "-") for key, value in _SUBJECT_OPTIONS.items()}
+
+
+def cert_for_tls_client_auth(certs: tuple[Path, ...], flag: str = "--cert") -> str:
+    """Why a certificate file cannot register a tls_client_auth client, and what would."""
+    message = (f"{flag} belongs to self_signed_tls_client_auth (the client's own certificate, matched byte for "
+               "byte); this client uses tls_client_auth, which registers the subject its CA-issued certificates "
+               "carry: --subject-dn, --san-dns, --san-uri, --san-ip or --san-email")
+    try:
+        [certificate] = read_certificates(certs[:1])
+        message += f" (this certificate's subject: --subject-dn {shlex.quote(certificate.subject.rfc4514_string())})"
+    except (click.BadParameter, OSError, ValueError):
+        pass
+    return message
+
+
+def subject_for_self_signed(given: dict[str, str]) -> str:
+    """Why subject options cannot register a self_signed_tls_client_auth client."""
+    flags = ", ".join(_SUBJECT_FLAGS[name] for name in given)
+    return (f"{flags} belong(s) to tls_client_auth (certificates from a CA the server trusts, matched by subject); "
+            "this client uses self_signed_tls_client_auth, which registers its certificates themselves: --cert FILE")
 
 
 def _way_out(key: str) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 from pydantic import ValidationError
 
 from authz.audiences.model import ResourceServer
@@ -23,9 +22,10 @@ from authz.proxy.options import proxy_options
 from authz.settings import Settings
 from authz.storage.base import RecordStore
 from authz.storage.config import StoreConfig
+from authz.tls import supervisor
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
-__all__ = ["dev", "serve"]
+__all__ = ["dev", "serve", "settings_from_options"]
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
@@ -33,6 +33,12 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v not in (None, ())})
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {'; '.join(_problem(e) for e in exc.errors())}") from None
+
+
+def settings_from_options(options: dict[str, Any]) -> Settings:
+    """The settings ``serve`` would run with: these options, then the ``AUTHZ_*`` variables
+    (``authz explain`` reads the trust configuration this way)."""
+    return _settings(options)
 
 
 def _problem(error: Any) -> str:
@@ -87,7 +93,8 @@ def run_server(settings: Settings, access_log: bool) -> None:
                     err=True)
     # Worker processes build their own app from the environment.
     os.environ.update(settings.to_environment())
-    uvicorn.run(
+    # uvicorn.run, but SIGHUP to the supervisor of several workers reloads them in place.
+    supervisor.run(
         "authz.app:create_app",
         factory=True,
         host=settings.host,
@@ -148,6 +155,9 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--jwks-uri-refresh-cooldown", type=float,
               help="Seconds between two fetches of one client's jwks_uri, however many unknown certificates "
                    "arrive (env AUTHZ_JWKS_URI_REFRESH_COOLDOWN, default 60).")
+@click.option("--refuse-expired-certificates", is_flag=True, default=None,
+              help="The registration API refuses self-signed certificates that have expired, instead of a warning "
+                   "(env AUTHZ_REFUSE_EXPIRED_CERTIFICATES).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

@@ -190,7 +190,10 @@ class RegisteredClient:
                     + (f": {', '.join(present)}" if present else "")
                 )
             if metadata.get("jwks") is not None:
-                raise InvalidClientMetadata("jwks is for self_signed_tls_client_auth clients")
+                raise InvalidClientMetadata(
+                    "jwks (certificates registered as they are) belongs to self_signed_tls_client_auth; this "
+                    "client's token_endpoint_auth_method is tls_client_auth, which registers the one subject value "
+                    "its CA-issued certificates carry instead")
             if metadata.get("jwks_uri") is not None:
                 raise InvalidClientMetadata("jwks_uri is for self_signed_tls_client_auth clients")
             value = metadata[present[0]]
@@ -201,8 +204,9 @@ class RegisteredClient:
             return cls(subject=matcher, subject_value=value, **common)
         if present:
             raise InvalidClientMetadata(
-                f"{', '.join(present)} only apply to tls_client_auth; a self_signed_tls_client_auth "
-                "client registers its certificates in jwks (x5c)"
+                f"{', '.join(present)} only apply to tls_client_auth (certificates from a CA the server trusts, "
+                "matched by subject); this client's token_endpoint_auth_method is self_signed_tls_client_auth, "
+                "which registers its certificates themselves in jwks (x5c)"
             )
         jwks_uri = metadata.get("jwks_uri")
         if jwks_uri is not None:
