@@ -533,15 +533,18 @@ def explain(cells: dict[tuple[str, str], dict[str, list[dict[str, Any]]]], keys:
                          f" {l2:.0f}, Redis + idle sides + foreign {rest:.0f}, unused {max(0.0, total - b2):.0f}."
                          f" Server preemptions/s {preempt(two):.0f} (1 worker: {preempt(one):.0f}).")
             if not side.startswith("peer"):
-                room = total - l2 - rest
-                lines.append(f"    With the load generator and the rest where they were, the servers could have had at"
-                             f" most {room:.0f} % = {room / s1:.2f}x the CPU of the single worker; they took"
-                             f" {s2 / s1:.2f}x.")
+                room = total - l2 - med(two, "redis_cpu_pct") - med(two, "idle_sides_cpu_pct")
+                lines.append(f"    Without other sessions' load, the most the servers could get here is {total} % - the"
+                             f" load generator - Redis - the idle sides = {room:.0f} % = {room / 100:.2f}x the one core"
+                             f" a single worker can use; they got {s2 / 100:.2f} cores.")
             held = [max((p.get("conns", 0) for p in r["procs"]), default=0) / max(1, r["conns"]) for r in two]
             if side.endswith("-w2") and key[1] == "keepalive" and statistics.median(held) >= 0.75:
                 lines.append(f"    One process held {100 * statistics.median(held):.0f} % of the {two[0]['conns']}"
                              " keep-alive connections (median over the rounds): the load did not spread over the"
-                             " workers, so this is about one worker's figure.")
+                             " workers. Where the other worker held one or two connections and still used much CPU"
+                             " (closed loop: a lone connection on an idle worker gets its answers fastest), it served"
+                             " each token alone (a wake-up, a read and a write per token, nothing shared with other"
+                             " connections), which costs more CPU per token than a worker full of connections.")
     if not lines:
         return
     print("\nThe 2-process figure, taken apart (medians; ratios: median over the rounds, lowest-highest)")
