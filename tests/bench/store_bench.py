@@ -292,6 +292,7 @@ def measure(a: argparse.Namespace) -> int:
 
         redis = redis_py.Redis(host="127.0.0.1", port=a.redis_port, socket_timeout=5)
     row: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for attempt in range(a.retries + 1):
         peer_measure.quiet(a.quiet_wait, 10)
         print(f"== run {a.run} side={a.side} client={a.client} mode={a.mode} "
@@ -312,16 +313,20 @@ def measure(a: argparse.Namespace) -> int:
                   f"{r['per_token']} per token, {r['non_ping_per_token']} other than PING; "
                   f"{r['subscribers']} subscribers; during the warm-up: "
                   f"{json.dumps(r['warmup_commands'], sort_keys=True)}", flush=True)
+        # Of the attempts, the one other processes disturbed least is kept.
+        if not kept or row["foreign_cpu_pct"] < kept["foreign_cpu_pct"]:
+            kept = row
         if row["foreign_cpu_pct"] <= a.max_foreign:
             break
         if attempt < a.retries:
             print(f"   other processes used {row['foreign_cpu_pct']:.0f}% of a core during this run "
-                  f"(> {a.max_foreign:g}): discarded, retrying", flush=True)
+                  f"(> {a.max_foreign:g}): retrying", flush=True)
         else:
-            print(f"   WARNING: other processes used {row['foreign_cpu_pct']:.0f}% of a core during this run; "
-                  "kept anyway", flush=True)
+            print(f"   WARNING: other processes used more than {a.max_foreign:g}% of a core during every attempt;"
+                  f" kept attempt {kept['attempt']} ({kept['foreign_cpu_pct']:.0f}%)", flush=True)
+    kept["attempts"] = attempt + 1
     with open(a.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(kept) + "\n")
     return 0
 
 
@@ -483,7 +488,8 @@ def render(a: argparse.Namespace) -> int:
     print("\nVerdicts")
     for v in verdicts:
         print(f"  {v}")
-    print(f"\nMachine load (runs with foreign CPU > {a.max_foreign:g}% of a core were retried; kept ones flagged)")
+    print(f"\nMachine load (runs with foreign CPU > {a.max_foreign:g}% of a core were retried, the least"
+          " disturbed attempt kept)")
     for side in sides:
         side_rows = [r for r in rows if r["side"] == side]
         if not side_rows:
@@ -492,7 +498,8 @@ def render(a: argparse.Namespace) -> int:
         st = [float(r.get("steal_pct") or 0) for r in side_rows]
         print(f"  {side}: {len(side_rows)} runs, foreign CPU median {statistics.median(fc):.1f}% max {max(fc):.1f}%"
               f" of a core, {sum(1 for x in fc if x > a.max_foreign)} kept above the limit,"
-              f" {sum(int(r.get('attempt') or 0) for r in side_rows)} retries; steal max {max(st):.1f}%")
+              f" {sum(int(r.get('attempts') or int(r.get('attempt') or 0) + 1) - 1 for r in side_rows)} retries;"
+              f" steal max {max(st):.1f}%")
     if a.console and a.console.exists():
         text = a.console.read_text(errors="replace")
         print(f"  measurements started on a busy box (quiet wait timed out): {text.count('WARNING: machine still')}")
