@@ -99,7 +99,7 @@ def create_app(
         ctx.clients, RegistrationCredentials(ctx.store),
         LocalTokenValidator(ctx.token_verifier, ctx.revocations, ctx.clients,
                             audience=ctx.issuer + REGISTRATION_PATH),
-        issuer=ctx.issuer)
+        issuer=ctx.issuer, refuse_expired_certificates=settings.refuse_expired_certificates)
     starlette = Starlette(
         routes=[
             *(Route(endpoint.path, endpoint, methods=["POST"]) for endpoint in endpoints),

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
 from authz.certificates.revocation.checker import RevocationChecker
 from authz.clients.directory import ClientDirectory
+from authz.clients.jwks_uri.cache import FetchedCertificates
+from authz.clients.jwks_uri.destinations import AddressPolicy, parse_allow_list
+from authz.clients.jwks_uri.fetcher import JwksFetcher, tls_context
 from authz.keys.signing import SigningKeys
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
+from authz.reload import PreparedChange, ReloadHook, ReloadRefused, reload_hooks
 from authz.settings import Settings
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.changes import ChangeFeed
@@ -25,11 +32,16 @@ from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
 
-__all__ = ["ConfigurationError", "ServerContext", "check_crl_files", "load_certificates", "open_store"]
+__all__ = ["ConfigurationError", "ServerContext", "chain_validator", "check_crl_files", "crl_reload_hook",
+           "jwks_uri_fetcher", "load_certificates", "open_store", "trust_reload_hook"]
 
 
 class ConfigurationError(ValueError):
     """A setting points at something unusable; the message names the setting and the file."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]:
@@ -38,11 +50,11 @@ def load_certificates(paths: list[Path], setting: str) -> list[x509.Certificate]
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigurationError(f"{setting}: cannot read {path}: {exc.strerror}") from exc
+            raise ConfigurationError(f"{setting}: cannot read {path}: {exc.strerror}", path) from exc
         try:
             found = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
-            raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})") from exc
+            raise ConfigurationError(f"{setting}: {path} holds no PEM certificate ({exc})", path) from exc
         if setting == "trust_anchors":
             for certificate in found:
                 _require_ca(certificate, path)
@@ -75,8 +87,88 @@ def _require_ca(certificate: x509.Certificate, path: Path) -> None:
         raise ConfigurationError(
             f"trust_anchors: {path} holds a certificate that is not a CA ({certificate.subject.rfc4514_string()}: "
             "no basicConstraints CA:TRUE). Configure the CA that issues client certificates; to accept one "
-            "client's own certificate, register it with self_signed_tls_client_auth."
+            "client's own certificate, register it with self_signed_tls_client_auth.", path
         )
+
+
+def jwks_uri_fetcher(settings: Settings) -> JwksFetcher:
+    """The fetcher of clients' jwks_uri, as configured; ``ConfigurationError`` for a CA file it
+    cannot load."""
+    try:
+        context = tls_context(settings.jwks_uri_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"jwks_uri_ca: cannot load {settings.jwks_uri_ca} as PEM CA certificates: {exc}") \
+            from exc
+    return JwksFetcher(AddressPolicy(parse_allow_list(settings.jwks_uri_allow)), ssl_context=context,
+                       timeout=settings.jwks_uri_timeout, max_bytes=settings.jwks_uri_max_bytes,
+                       default_max_age=settings.jwks_uri_max_age)
+
+
+def chain_validator(settings: Settings) -> ChainValidator:
+    """The validator of ``tls_client_auth`` chains that these settings configure: the one the
+    server runs, and the one ``authz explain`` runs."""
+    return ChainValidator(load_certificates(settings.trust_anchors, "trust_anchors"),
+                          load_certificates(settings.intermediates, "intermediates"))
+
+
+def trust_reload_hook(settings: Settings, validator: ChainValidator,
+                      on_replaced: Callable[[], None] | None = None) -> ReloadHook:
+    """The reload hook (``authz.reload``) that reads the trust anchors and intermediates again
+    from the same files and puts them in ``validator`` (then calls ``on_replaced``: revocation
+    checking learns the new CAs)."""
+
+    def prepare() -> PreparedChange | None:
+        try:
+            anchors = load_certificates(settings.trust_anchors, "trust_anchors")
+            intermediates = load_certificates(settings.intermediates, "intermediates")
+        except ConfigurationError as exc:
+            raise ReloadRefused(exc.path, str(exc)) from exc
+        if _ders(anchors) == _ders(validator.anchors) and _ders(intermediates) == _ders(validator.intermediates):
+            return None
+        summary = {"anchors": len(anchors), "intermediates": len(intermediates),
+                   "anchors_added": _subjects(anchors, validator.anchors),
+                   "anchors_removed": _subjects(validator.anchors, anchors)}
+
+        def commit() -> None:
+            validator.replace_trust(anchors, intermediates)
+            if on_replaced is not None:
+                on_replaced()
+
+        return PreparedChange(commit, summary)
+
+    return prepare
+
+
+def crl_reload_hook(checker: RevocationChecker) -> ReloadHook:
+    """The reload hook (``authz.reload``) of the --crl files: a file that changed must be a
+    usable CRL (else the whole reload is refused, naming it), and is loaded at once."""
+    from authz.certificates.revocation.checker import read_crl_file
+    from authz.certificates.revocation.crl import CRLUnusable
+
+    def prepare() -> PreparedChange | None:
+        changed = checker.files_changed()
+        if not changed:
+            return None
+        for path in changed:
+            try:
+                read_crl_file(path)
+            except OSError as exc:
+                raise ReloadRefused(path, f"cannot read {path}: {exc.strerror}") from exc
+            except CRLUnusable as exc:
+                raise ReloadRefused(path, f"{path} is not a usable CRL ({exc})") from exc
+        return PreparedChange(checker.reload_files, {"crls_changed": [str(p) for p in changed]})
+
+    return prepare
+
+
+def _ders(certificates: Sequence[x509.Certificate]) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in certificates]
+
+
+def _subjects(these: Sequence[x509.Certificate], without: Sequence[x509.Certificate]) -> list[str]:
+    """Subjects of the certificates in ``these`` and not in ``without``."""
+    others = set(_ders(without))
+    return [c.subject.rfc4514_string() for c in these if c.public_bytes(Encoding.DER) not in others]
 
 
 def open_store(settings: Settings) -> RecordStore:
@@ -97,8 +189,10 @@ class ServerContext:
     token_verifier: AccessTokenVerifier
     revocations: RevocationList
     resource_servers: ResourceServers
+    jwks_uri_certificates: FetchedCertificates
     # Revocation checking of client certificates (None: off); not the tokens' (revocations).
     certificate_revocation: RevocationChecker | None = None
+    _stop_reloading: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def issuer(self) -> str:
@@ -113,10 +207,7 @@ class ServerContext:
         registration_api = ResourceServer(settings.issuer_url + REGISTRATION_PATH, (REGISTRATION_SCOPE,),
                                           frozenset())
         resource_servers = ResourceServers(store, changes, builtin=(registration_api,))
-        validator = ChainValidator(
-            load_certificates(settings.trust_anchors, "trust_anchors"),
-            load_certificates(settings.intermediates, "intermediates"),
-        )
+        validator = chain_validator(settings)
         revocation_config = settings.revocation_config()
         certificate_revocation = RevocationChecker(revocation_config) if revocation_config is not None else None
         issuer = AccessTokenIssuer(
@@ -138,6 +229,8 @@ class ServerContext:
             token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
             revocations=RevocationList(store),
             certificate_revocation=certificate_revocation,
+            jwks_uri_certificates=FetchedCertificates(jwks_uri_fetcher(settings),
+                                                      refresh_cooldown=settings.jwks_uri_refresh_cooldown),
         )
 
     async def start(self) -> None:
@@ -147,8 +240,15 @@ class ServerContext:
             await self.changes.start()
             await self.keys.load()
             await self.resource_servers.load()
-            if self.certificate_revocation is not None:
-                await self.certificate_revocation.start(self.validator.known_cas())
+            revocation = self.certificate_revocation
+            if revocation is not None:
+                await revocation.start(self.validator.known_cas())
+                if revocation.config.crl_files:
+                    # SIGHUP reloads the --crl files at once (the file watcher also picks them up).
+                    self._stop_reloading.append(reload_hooks.register("crls", crl_reload_hook(revocation)))
+            # SIGHUP reloads the trust material (authz.reload); also in proxy mode, without TLS.
+            self._stop_reloading.append(reload_hooks.register(
+                "trust_anchors", trust_reload_hook(self.settings, self.validator, on_replaced=self._trust_replaced)))
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -156,10 +256,17 @@ class ServerContext:
                 await self.store.close()
             raise
 
+    def _trust_replaced(self) -> None:
+        if self.certificate_revocation is not None:
+            self.certificate_revocation.trust_replaced(self.validator.known_cas())
+
     async def stop(self) -> None:
+        while self._stop_reloading:
+            self._stop_reloading.pop()()
         self.validator.close()
         if self.certificate_revocation is not None:
             await self.certificate_revocation.close()
+        await self.jwks_uri_certificates.aclose()
         await self.changes.stop()
         await self.keys.close()
         await self.resource_servers.close()

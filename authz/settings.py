@@ -15,6 +15,15 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from authz.certificates.revocation.config import DEFAULT_CRL_MAX_BYTES, RevocationConfig
+from authz.clients.jwks_uri.cache import DEFAULT_REFRESH_COOLDOWN
+from authz.clients.jwks_uri.destinations import parse_allow_list
+from authz.clients.jwks_uri.fetcher import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    MAX_MAX_AGE,
+    MIN_MAX_AGE,
+)
 from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -104,16 +113,37 @@ class Settings(BaseSettings):
     crl_max_bytes: int = Field(DEFAULT_CRL_MAX_BYTES, ge=1024, le=256 * 1024 * 1024,
                                description="largest CRL fetched from a distribution point")
     ocsp_nonce: bool = Field(False, description="send a nonce in OCSP requests")
+    jwks_uri_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="networks (CIDR) a client's jwks_uri may lead to besides public addresses"
+    )
+    jwks_uri_ca: Path | None = Field(None, description="CA file (PEM) for jwks_uri servers; default: the system's CAs")
+    jwks_uri_timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=60,
+                                    description="seconds one jwks_uri fetch may take in all")
+    jwks_uri_max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024,
+                                    description="largest jwks_uri answer read, in bytes")
+    jwks_uri_max_age: float = Field(DEFAULT_MAX_AGE, ge=MIN_MAX_AGE, le=MAX_MAX_AGE,
+                                    description="seconds a fetched set is used when its answer has no max-age")
+    # Not 0: it is what bounds the fetches a token request with a made-up certificate can cause.
+    jwks_uri_refresh_cooldown: float = Field(DEFAULT_REFRESH_COOLDOWN, ge=0.1, le=86_400,
+                                             description="seconds between two fetches of one client's jwks_uri")
+    refuse_expired_certificates: bool = Field(
+        False, description="the registration API refuses self-signed certificates that have expired (else: a warning)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
     _split_anchors = field_validator("trust_anchors", "intermediates", "trusted_proxy_certs", "trusted_proxy_cas",
                                      "crls", mode="before")(_path_list)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "jwks_uri_allow", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("jwks_uri_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_allow_list(value)  # ValueError naming the entry
+        return value
 
     @field_validator("issuer", "mtls_alias_base")
     @classmethod

@@ -241,3 +241,181 @@ class _Parser:
         if not value.strip():
             raise self.error("empty attribute value")
         return value
+
+
+# --- DNs written the way OpenSSL prints them --------------------------------------------------
+#
+# ``openssl x509 -noout -subject`` prints a subject most general RDN first: OpenSSL 3's default
+# (``-nameopt oneline``) as ``C = US, O = Example, CN = svc``, OpenSSL 1.0 and many tools as
+# ``/C=US/O=Example/CN=svc``. RFC 4514 strings list the most specific RDN first
+# (``CN=svc,O=Example,C=US``). The one-line form even parses as RFC 4514 (spaces around '='
+# are tolerated), as a DN in the reverse order, which no certificate of the client carries:
+# registering it fails silently, at every token request. So registration recognises both forms
+# and answers with the RFC 4514 string of the same DN.
+
+# How general an attribute type is, for telling the order of a DN: a country or a domain
+# component comes first in certificate order, a common name or user id last.
+_GENERALITY = {"C": 0, "DC": 0, "ST": 1, "S": 1, "L": 2, "STREET": 2, "O": 3, "OU": 4,
+               "CN": 5, "UID": 5, "EMAILADDRESS": 5, "E": 5, "SERIALNUMBER": 5, "SN": 5, "GN": 5}
+_OUTPUT_PREFIXES = ("subject=", "issuer=")
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    """Split at ``separator`` where not escaped by a backslash nor inside double quotes."""
+    parts, current, quoted, index = [], [], False, 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index:index + 2])
+            index += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _rfc4514_value(value: str, *, escaped: bool) -> str:
+    """A value for an RFC 4514 string. ``escaped``: backslash escapes are RFC 4514's already
+    (OpenSSL's one-line form); otherwise (the slash form) only ``\\/`` is an escape."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value, escaped = value[1:-1], False
+    if escaped:
+        return value
+    value = _slash_unescaped(value)
+    out = "".join(f"\\{c}" if c in '\\,+"<>;=' else c for c in value)
+    if out.startswith(("#", " ")):
+        out = "\\" + out
+    return out[:-1] + "\\ " if out.endswith(" ") else out
+
+
+def _rejoined(pieces: list[str], separator: str, *, escaped: bool) -> list[str] | None:
+    """Pieces split at an unescaped ``separator``, with those that are no ``type=value`` put
+    back into the value before them: ``-nameopt utf8`` prints ``O=Example, Inc.`` unescaped.
+    None when the first piece is no ``type=value``."""
+    joined: list[str] = []
+    for piece in pieces:
+        kind, equals, _ = piece.partition("=")
+        if equals and kind.strip() and " " not in kind.strip():
+            joined.append(piece)
+        elif joined:
+            joined[-1] += ("\\" if escaped else "") + separator + piece
+        else:
+            return None
+    return joined
+
+
+def _slash_unescaped(value: str) -> str:
+    """A value of the slash form as text: OpenSSL writes ``\\/`` and ``\\+`` there, and bytes
+    above 0x7F as ``\\xC3\\xBC``."""
+    out = bytearray()
+    index = 0
+    while index < len(value):
+        if value[index] == "\\" and index + 1 < len(value):
+            hex_digits = value[index + 2:index + 4]
+            if value[index + 1] == "x" and len(hex_digits) == 2 and set(hex_digits) <= _HEX:
+                out.append(int(hex_digits, 16))
+                index += 4
+                continue
+            index += 1
+        out += value[index].encode()
+        index += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def _rdns(parts: list[str], *, escaped: bool) -> list[list[tuple[str, str]]] | None:
+    """Each RDN as (type, RFC 4514 value) pairs; None if it is no list of ``type=value``."""
+    rdns = []
+    for part in _rejoined(parts, ",", escaped=escaped) or [""]:
+        pairs = []
+        for ava in _rejoined(_split_unescaped(part, "+"), "+", escaped=escaped) or [""]:
+            kind, equals, value = ava.partition("=")
+            if not equals or not value.strip():
+                return None
+            pairs.append((kind.strip(), _rfc4514_value(value, escaped=escaped)))
+        rdns.append(pairs)
+    return rdns
+
+
+def _rfc4514(rdns_in_certificate_order: list[list[tuple[str, str]]]) -> str:
+    return ",".join("+".join(f"{kind}={value}" for kind, value in rdn) for rdn in reversed(rdns_in_certificate_order))
+
+
+def _generality(rdn: list[tuple[str, str]]) -> int | None:
+    return _GENERALITY.get(rdn[0][0].upper())
+
+
+def _most_general_first(rdns: list[list[tuple[str, str]]]) -> bool:
+    first, last = _generality(rdns[0]), _generality(rdns[-1])
+    return len(rdns) >= 2 and first is not None and last is not None and first < last
+
+
+def openssl_form(text: str) -> tuple[str, str] | None:
+    """If ``text`` is a DN in one of OpenSSL's printed forms rather than RFC 4514: the name of
+    the form and the RFC 4514 string of the same DN (one that parses); else None."""
+    found = _openssl_form(text)
+    if found is None:
+        return None
+    try:
+        DistinguishedName.parse(found[1])
+    except InvalidDistinguishedName:
+        return None  # not a DN after all: the parser's own message says what is wrong
+    return found
+
+
+def _openssl_form(text: str) -> tuple[str, str] | None:
+    """The forms:
+
+    - the slash form, ``/C=US/O=Example/CN=svc``: always (no RFC 4514 string starts with '/');
+    - the one-line form, ``C = US, O = Example, CN = svc`` (or ``C=US, O=Example, CN=svc``):
+      spaces after the commas or around '=', and the most general RDN first. With spaces alone
+      (``CN = svc, O = Example``) it is a lenient RFC 4514 string in the right order, and left
+      alone;
+    - either, or an RFC 4514 string, after the label openssl prints (``subject=``).
+    """
+    stripped = text.strip()
+    lowered = stripped.lower()
+    prefix = next((p for p in _OUTPUT_PREFIXES if lowered.startswith(p)), None)
+    if prefix is not None:  # pasted with the label openssl prints before it
+        stripped = stripped[len(prefix):].strip()
+    if stripped.startswith("/"):
+        rdns = _rdns(_split_unescaped(stripped[1:], "/"), escaped=False)
+        return ("slash", _rfc4514(rdns)) if rdns else None
+    parts = _split_unescaped(stripped, ",")
+    rdns = _rdns(parts, escaped=True)
+    if rdns is None:
+        return None
+    # OpenSSL separates RDNs with ", ", and by default puts spaces around '=' too.
+    printed = prefix is not None or any(part.startswith(" ") for part in parts[1:]) or any(map(_spaced, parts))
+    if printed and _most_general_first(rdns):
+        return "one-line", _rfc4514(rdns)
+    if prefix is not None:  # RFC 4514 after the label (-nameopt RFC2253): the label alone is wrong
+        return "labelled", stripped
+    return None
+
+
+def _spaced(rdn: str) -> bool:
+    """Whether an attribute of the RDN has a space before or after its '='."""
+    for ava in _split_unescaped(rdn, "+"):
+        kind, _, value = ava.strip().partition("=")
+        if kind != kind.rstrip() or value != value.lstrip():
+            return True
+    return False
+
+
+def most_general_first(text: str) -> str | None:
+    """For an RFC 4514 string that lists the most general RDN first (``C=US,O=Example,CN=svc``):
+    the same RDNs in the reverse order, which is how such a certificate subject is written in
+    RFC 4514; else None. Legal, and right for a certificate whose subject is in that order,
+    but more often a DN copied the wrong way round: a warning, not a refusal."""
+    rdns = _rdns(_split_unescaped(text.strip(), ","), escaped=True)
+    if rdns is None or not _most_general_first(rdns):
+        return None
+    return ",".join("+".join(f"{kind}={value}" for kind, value in rdn) for rdn in reversed(rdns))

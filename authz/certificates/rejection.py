@@ -27,6 +27,9 @@ class RejectionReason(enum.Enum):
     NOT_YET_VALID = "the client certificate is not yet valid"
     EKU_NOT_CLIENT_AUTH = "the client certificate's extended key usage does not allow client authentication"
     INVALID_CERTIFICATE = "the client certificate or its chain is not acceptable for client authentication"
+    # A self-signed certificate sent to a tls_client_auth client: it registered with the other
+    # method, or the client sends the wrong certificate (a CA:TRUE one was INVALID_CERTIFICATE).
+    SELF_SIGNED = "the certificate is self-signed; this client uses tls_client_auth"
     SUBJECT_DN_MISMATCH = "the certificate subject DN does not match the one registered for this client"
     SAN_DNS_MISMATCH = "the certificate has no dNSName SAN matching the one registered for this client"
     SAN_URI_MISMATCH = "the certificate has no URI SAN matching the one registered for this client"
@@ -37,6 +40,7 @@ class RejectionReason(enum.Enum):
     REVOKED = "the client certificate has been revoked"
     CA_REVOKED = "a CA certificate in the client certificate's chain has been revoked"
     REVOCATION_UNKNOWN = "the revocation status of the client certificate or its chain could not be determined"
+    JWKS_URI_UNAVAILABLE = "the server could not get this client's certificates from its jwks_uri; retry later"
     PROXY_HEADER_UNUSABLE = "the client certificate header set by the proxy could not be decoded"
 
     @property

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from cryptography import x509
 
-from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName
+from authz.certificates.distinguished_name import DistinguishedName, InvalidDistinguishedName, openssl_form
 from authz.certificates.presented import PresentedCertificate
 from authz.certificates.rejection import RejectionReason
 
@@ -43,6 +43,11 @@ class SubjectMatcher:
     def matches(self, cert: PresentedCertificate) -> bool:
         raise NotImplementedError
 
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        """What the certificate holds of this kind, as text: for ``authz explain`` to show
+        beside the registered value (never used to decide)."""
+        raise NotImplementedError
+
 
 def _san_values(cert: PresentedCertificate, kind: type[x509.GeneralName]) -> list[object]:
     san = cert.subject_alt_names
@@ -57,6 +62,9 @@ class SubjectDN(SubjectMatcher):
 
     def matches(self, cert: PresentedCertificate) -> bool:
         return self.dn.matches(cert.subject_dn)
+
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        return [cert.leaf.subject.rfc4514_string()]
 
 
 def _dns_form(name: str) -> str:
@@ -85,6 +93,9 @@ class SanDNS(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_DNS_MISMATCH
     name: str
 
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        return [str(value) for value in _san_values(cert, x509.DNSName)]
+
     def matches(self, cert: PresentedCertificate) -> bool:
         # Exact (case-insensitive) match: a wildcard in the certificate is just a label.
         return any(str(v).rstrip(".").lower() == self.name for v in _san_values(cert, x509.DNSName))
@@ -96,6 +107,9 @@ class SanURI(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_URI_MISMATCH
     uri: str
 
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        return [str(value) for value in _san_values(cert, x509.UniformResourceIdentifier)]
+
     def matches(self, cert: PresentedCertificate) -> bool:
         return any(v == self.uri for v in _san_values(cert, x509.UniformResourceIdentifier))
 
@@ -105,6 +119,9 @@ class SanIP(SubjectMatcher):
     parameter: ClassVar[SubjectParameter] = "tls_client_auth_san_ip"
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_IP_MISMATCH
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        return [str(value) for value in _san_values(cert, x509.IPAddress)]
 
     def matches(self, cert: PresentedCertificate) -> bool:
         # Binary compare: "2001:db8::1" and "2001:0DB8:0:0:0:0:0:1" are one address.
@@ -126,6 +143,9 @@ class SanEmail(SubjectMatcher):
     mismatch: ClassVar[RejectionReason] = RejectionReason.SAN_EMAIL_MISMATCH
     address: str
 
+    def presented_values(self, cert: PresentedCertificate) -> list[str]:
+        return [str(value) for value in _san_values(cert, x509.RFC822Name)]
+
     def matches(self, cert: PresentedCertificate) -> bool:
         for value in _san_values(cert, x509.RFC822Name):
             try:
@@ -136,12 +156,26 @@ class SanEmail(SubjectMatcher):
         return False
 
 
+def _printed_form_problem(value: str, form: str, rfc4514: str) -> str:
+    how = {
+        "one-line": "as OpenSSL prints a subject by default (most general RDN first, spaces around '='), which "
+                    "as RFC 4514 names the reverse DN",
+        "slash": "in OpenSSL's slash form (most general RDN first)",
+        "labelled": "with the label openssl prints before it",
+    }[form]
+    return (f"tls_client_auth_subject_dn: {value!r} is written {how}; RFC 4514 lists the most specific RDN "
+            f"first: use '{rfc4514}' (as openssl x509 -noout -subject -nameopt RFC2253 prints it)")
+
+
 def subject_matcher(parameter: str, value: str) -> SubjectMatcher:
     """Build the matcher for one registered subject parameter; ``InvalidSubject`` if the
     value cannot be used."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidSubject(f"{parameter} must be a non-empty string")
     if parameter == "tls_client_auth_subject_dn":
+        printed = openssl_form(value)
+        if printed is not None:
+            raise InvalidSubject(_printed_form_problem(value, *printed))
         try:
             return SubjectDN(DistinguishedName.parse(value))
         except InvalidDistinguishedName as exc:

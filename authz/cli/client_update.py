@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from authz.cli.certificate_files import ca_pin, read_certificates
+from authz.cli.clients import cert_for_tls_client_auth, echo_warnings, subject_for_self_signed
 from authz.cli.options import cli_actor, store_option, with_store
 from authz.clients.directory import ClientDirectory
-from authz.clients.model import CA_PIN_PARAMETER, InvalidClientMetadata, jwk_for_certificate
+from authz.clients.model import CA_PIN_PARAMETER, InvalidClientMetadata, RegisteredClient, jwk_for_certificate
+from authz.clients.review import review_registration
 from authz.storage.base import CorruptRecord, RecordStore
 from authz.storage.config import StoreConfig
 
@@ -49,11 +51,13 @@ _CERT = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Certificate-bound access tokens (cnf) or not.")
 @click.option("--pin-ca", type=_CERT, help="Pin the client to this CA certificate (tls_client_auth).")
 @click.option("--no-pin-ca", is_flag=True, help="Remove the client's CA pin.")
+@click.option("--refuse-expired", is_flag=True,
+              help="Refuse the change if a registered certificate has expired (otherwise a warning).")
 @store_option
 def update(client_id: str, scope: str | None, add_scopes: tuple[str, ...], remove_scopes: tuple[str, ...],
            add_certs: tuple[Path, ...], remove_certs: tuple[str, ...], add_resources: tuple[str, ...],
            remove_resources: tuple[str, ...], bound_tokens: bool | None, pin_ca: Path | None, no_pin_ca: bool,
-           store: StoreConfig, **subjects: str | None) -> None:
+           refuse_expired: bool, store: StoreConfig, **subjects: str | None) -> None:
     """Change part of CLIENT_ID's registration; everything not named stays as it is."""
     if pin_ca is not None and no_pin_ca:
         raise click.UsageError("give --pin-ca or --no-pin-ca, not both")
@@ -89,7 +93,7 @@ def update(client_id: str, scope: str | None, add_scopes: tuple[str, ...], remov
             changed["jwks"] = {"keys": _certificates(changed, add_certs, remove_certs)}
         return changed
 
-    async def run(records: RecordStore) -> dict[str, Any]:
+    async def run(records: RecordStore) -> list[str]:
         directory = ClientDirectory(records)
         try:
             current = await directory.metadata(client_id)
@@ -97,14 +101,28 @@ def update(client_id: str, scope: str | None, add_scopes: tuple[str, ...], remov
             raise click.ClickException(f"{exc}: repair or remove it (authz clients remove {client_id})") from exc
         if current is None:
             raise click.ClickException(f"no client {client_id!r}")
+        _check_options_fit(current.get("token_endpoint_auth_method"), given, add_certs, remove_certs)
+        changed = change(current)
         try:
-            client = await directory.register(change(current), replace=True, actor=cli_actor())
+            warnings = review_registration(RegisteredClient.from_metadata(changed), refuse_expired=refuse_expired)
+            await directory.register(changed, replace=True, actor=cli_actor())
         except InvalidClientMetadata as exc:
             raise click.ClickException(f"invalid client metadata after the change: {exc}") from exc
-        return dict(client.metadata)
+        return warnings
 
-    with_store(store, run)
+    warnings = with_store(store, run)
     click.echo(f"updated {client_id}")
+    echo_warnings(warnings)
+
+
+def _check_options_fit(method: Any, subjects: dict[str, str], add_certs: tuple[Path, ...],
+                       remove_certs: tuple[str, ...]) -> None:
+    """Options of the other method: say which method they belong to (an update does not
+    change the method; ``clients add --replace`` does)."""
+    if method == "tls_client_auth" and (add_certs or remove_certs):
+        raise click.UsageError(cert_for_tls_client_auth(add_certs, "--add-cert" if add_certs else "--remove-cert"))
+    if method == "self_signed_tls_client_auth" and subjects:
+        raise click.UsageError(subject_for_self_signed(subjects))
 
 
 def _certificates(metadata: dict[str, Any], add: tuple[Path, ...], remove: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                   "Resource servers: the aud of tokens, their scopes, who may introspect them."),
     "registration": ("authz.cli.registration:registration", "The registration API (POST /register)."),
     "store": ("authz.cli.store:store", "The store as a whole."),
+    "explain": ("authz.cli.explain:explain",
+                "Would this certificate authenticate this client? Each step of the token endpoint's check."),
     "serve": ("authz.cli.serve:serve", "Run the authorization server over TLS, requesting client certificates."),
     "dev": ("authz.cli.serve:dev", "Quick start: development PKI, two demo clients, the server."),
     "sample-api": ("authz_resource.sample.cli:sample_api", "Run the sample accounts API (a protected resource)."),

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 from pydantic import ValidationError
 
 from authz.audiences.model import ResourceServer
@@ -15,7 +14,7 @@ from authz.audiences.registry import ResourceServers
 from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
-from authz.context import ConfigurationError, check_crl_files, load_certificates
+from authz.context import ConfigurationError, check_crl_files, jwks_uri_fetcher, load_certificates
 from authz.keys.signing import SigningKeys
 from authz.logs import configure_logging, uvicorn_log_config
 from authz.pki.development import PKI_CLIENT_DN, DevelopmentPKI, create_development_pki
@@ -23,9 +22,10 @@ from authz.proxy.options import proxy_options
 from authz.settings import Settings
 from authz.storage.base import RecordStore
 from authz.storage.config import StoreConfig
+from authz.tls import supervisor
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
 
-__all__ = ["dev", "serve"]
+__all__ = ["dev", "serve", "settings_from_options"]
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
@@ -33,6 +33,12 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v not in (None, ())})
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {'; '.join(_problem(e) for e in exc.errors())}") from None
+
+
+def settings_from_options(options: dict[str, Any]) -> Settings:
+    """The settings ``serve`` would run with: these options, then the ``AUTHZ_*`` variables
+    (``authz explain`` reads the trust configuration this way)."""
+    return _settings(options)
 
 
 def _problem(error: Any) -> str:
@@ -65,6 +71,7 @@ def run_server(settings: Settings, access_log: bool) -> None:
         load_certificates(settings.trust_anchors, "trust_anchors")
         load_certificates(settings.intermediates, "intermediates")
         check_crl_files(settings.crls)
+        jwks_uri_fetcher(settings)  # its CA file
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
         # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
         # plain HTTP from the trusted proxies.
@@ -87,7 +94,8 @@ def run_server(settings: Settings, access_log: bool) -> None:
                     err=True)
     # Worker processes build their own app from the environment.
     os.environ.update(settings.to_environment())
-    uvicorn.run(
+    # uvicorn.run, but SIGHUP to the supervisor of several workers reloads them in place.
+    supervisor.run(
         "authz.app:create_app",
         factory=True,
         host=settings.host,
@@ -151,6 +159,25 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Largest CRL fetched from a distribution point (env AUTHZ_CRL_MAX_BYTES, default 10 MiB).")
 @click.option("--ocsp-nonce/--no-ocsp-nonce", default=None,
               help="Send a nonce in OCSP requests (env AUTHZ_OCSP_NONCE, default no).")
+@click.option("--jwks-uri-allow", "jwks_uri_allow", multiple=True, metavar="CIDR",
+              help="A network a client's jwks_uri may lead to although it is not public (loopback, private, "
+                   "link-local...), repeatable (env AUTHZ_JWKS_URI_ALLOW, comma-separated).")
+@click.option("--jwks-uri-ca", type=_PATH,
+              help="CA certificates (PEM) that verify jwks_uri servers, instead of the system's (env "
+                   "AUTHZ_JWKS_URI_CA).")
+@click.option("--jwks-uri-timeout", type=float,
+              help="Seconds one jwks_uri fetch may take in all (env AUTHZ_JWKS_URI_TIMEOUT, default 5).")
+@click.option("--jwks-uri-max-bytes", type=int,
+              help="Largest jwks_uri answer read (env AUTHZ_JWKS_URI_MAX_BYTES, default 262144).")
+@click.option("--jwks-uri-max-age", type=float,
+              help="Seconds a fetched set is used when its answer has no Cache-Control max-age (env "
+                   "AUTHZ_JWKS_URI_MAX_AGE, default 3600).")
+@click.option("--jwks-uri-refresh-cooldown", type=float,
+              help="Seconds between two fetches of one client's jwks_uri, however many unknown certificates "
+                   "arrive (env AUTHZ_JWKS_URI_REFRESH_COOLDOWN, default 60).")
+@click.option("--refuse-expired-certificates", is_flag=True, default=None,
+              help="The registration API refuses self-signed certificates that have expired, instead of a warning "
+                   "(env AUTHZ_REFUSE_EXPIRED_CERTIFICATES).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

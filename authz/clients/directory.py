@@ -9,6 +9,7 @@ unreachable for longer than ``--store-max-stale``), lookups bypass it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import OrderedDict
@@ -58,6 +59,7 @@ class ClientDirectory:
         # Moves at every invalidation: a lookup that read the store before a change was
         # announced must not cache what it read after the announcement dropped the entry.
         self._generation = 0
+        self._loading: dict[tuple[str, int], asyncio.Future[RegisteredClient | UnusableRegistration | None]] = {}
         if feed is not None:
             feed.on_change(KIND, self._forget)
 
@@ -81,7 +83,7 @@ class ClientDirectory:
                 entry = self._cache[client_id]
             except KeyError:
                 generation = self._generation
-                entry = await self._load(client_id)
+                entry = await self._shared_load(client_id, generation)
                 if generation == self._generation:
                     self._cache[client_id] = entry
                     if len(self._cache) > self._cache_size:
@@ -89,6 +91,18 @@ class ClientDirectory:
         if isinstance(entry, UnusableRegistration):
             raise entry
         return entry
+
+    async def _shared_load(self, client_id: str, generation: int) -> RegisteredClient | UnusableRegistration | None:
+        """One store read per client and generation, however many requests miss the cache at
+        once (a cold worker, or every request right after an invalidation): the others wait
+        for it. Shielded: a request that goes away does not cancel the others' read."""
+        key = (client_id, generation)
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(client_id))
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(task)
 
     async def _load(self, client_id: str) -> RegisteredClient | UnusableRegistration | None:
         try:

@@ -22,6 +22,7 @@ from joserfc.jwk import JWKRegistry
 
 from authz.audiences.model import resource_uri_problem
 from authz.certificates.subject import SUBJECT_PARAMETERS, InvalidSubject, SubjectMatcher, subject_matcher
+from authz.clients.jwks_uri.uri import jwks_uri_problem
 
 __all__ = [
     "CA_PIN_PARAMETER",
@@ -120,6 +121,9 @@ class RegisteredClient:
     # intermediate) the client's certificate paths must go through (CA_PIN_PARAMETER).
     pinned_ca_spki_sha256: bytes | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # self_signed_tls_client_auth with jwks_uri instead of jwks: registered_certificates stays
+    # empty here; the client endpoint fills it from the fetched set (authz.clients.jwks_uri).
+    jwks_uri: str | None = None
 
     # --- authlib ClientMixin ---------------------------------------------------------
     def get_client_id(self) -> str:
@@ -192,7 +196,12 @@ class RegisteredClient:
                     + (f": {', '.join(present)}" if present else "")
                 )
             if metadata.get("jwks") is not None:
-                raise InvalidClientMetadata("jwks is for self_signed_tls_client_auth clients")
+                raise InvalidClientMetadata(
+                    "jwks (certificates registered as they are) belongs to self_signed_tls_client_auth; this "
+                    "client's token_endpoint_auth_method is tls_client_auth, which registers the one subject value "
+                    "its CA-issued certificates carry instead")
+            if metadata.get("jwks_uri") is not None:
+                raise InvalidClientMetadata("jwks_uri is for self_signed_tls_client_auth clients")
             value = metadata[present[0]]
             try:
                 matcher = subject_matcher(present[0], value)
@@ -206,8 +215,22 @@ class RegisteredClient:
             raise InvalidClientMetadata(f"{CA_PIN_PARAMETER} only applies to tls_client_auth clients")
         if present:
             raise InvalidClientMetadata(
-                f"{', '.join(present)} only apply to tls_client_auth; a self_signed_tls_client_auth "
-                "client registers its certificates in jwks (x5c)"
+                f"{', '.join(present)} only apply to tls_client_auth (certificates from a CA the server trusts, "
+                "matched by subject); this client's token_endpoint_auth_method is self_signed_tls_client_auth, "
+                "which registers its certificates themselves in jwks (x5c)"
+            )
+        jwks_uri = metadata.get("jwks_uri")
+        if jwks_uri is not None:
+            if metadata.get("jwks") is not None:
+                raise InvalidClientMetadata("jwks and jwks_uri must not both be present (RFC 7591 §2); register one")
+            problem = jwks_uri_problem(jwks_uri)
+            if problem is not None:
+                raise InvalidClientMetadata(f"jwks_uri {problem}")
+            return cls(jwks_uri=jwks_uri, **common)
+        if metadata.get("jwks") is None:
+            raise InvalidClientMetadata(
+                "a self_signed_tls_client_auth client registers its certificates in jwks (a JWK Set with x5c) "
+                "or jwks_uri (an https URL serving one)"
             )
         return cls(registered_certificates=_registered_certificates(metadata.get("jwks")), **common)
 

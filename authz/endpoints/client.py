@@ -10,6 +10,7 @@ middleware around it cost more than authlib's grant.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import structlog
@@ -75,6 +76,8 @@ class ClientEndpoint:
                 client = unusable
             if isinstance(client, RegisteredClient) and client.auth_method == "tls_client_auth":
                 await self._prepare_chain(scope)
+            elif isinstance(client, RegisteredClient) and client.jwks_uri is not None:
+                client = await self._with_fetched_certificates(client, client.jwks_uri, scope)
         return ClientRequest(
             endpoint=self.name,
             uri=self.uri,
@@ -83,6 +86,19 @@ class ClientEndpoint:
             scope=scope,
             client=client,
         )
+
+    async def _with_fetched_certificates(self, client: RegisteredClient, jwks_uri: str,
+                                         scope: Scope) -> RegisteredClient:
+        """The client with the certificates of its jwks_uri as registered ones (fetched first
+        when the presented certificate is not among those cached, within the cooldown), so that
+        client authentication checks them like registered jwks, in the same one place."""
+        try:
+            presented = presented_certificate(scope)
+        except CertificateRejected:
+            presented = None  # refused by client authentication, with its reason; no fetch for it
+        certificates = await self.context.jwks_uri_certificates.certificates(
+            client.client_id, jwks_uri, presented.leaf_der if presented is not None else None)
+        return dataclasses.replace(client, registered_certificates=certificates)
 
     async def _prepare_chain(self, scope: Scope) -> None:
         """Validate the presented chain off the event loop, and get its revocation data (at

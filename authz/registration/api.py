@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from authz.clients.directory import ClientDirectory
-from authz.clients.model import InvalidClientMetadata
+from authz.clients.model import InvalidClientMetadata, RegisteredClient
+from authz.clients.review import review_registration
 from authz.oauth.request import peer_address
 from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
 from authz.registration.credentials import IAT_PREFIX, RAT_PREFIX, RegistrationCredentials
@@ -52,8 +53,9 @@ class RegistrationAPI:
     """The ASGI application behind both paths."""
 
     def __init__(self, clients: ClientDirectory, credentials: RegistrationCredentials, validator: LocalTokenValidator,
-                 *, issuer: str) -> None:
+                 *, issuer: str, refuse_expired_certificates: bool = False) -> None:
         self._clients = clients
+        self._refuse_expired = refuse_expired_certificates
         self._credentials = credentials
         self._issuer = issuer
         self._challenger = Challenger(_REALM)
@@ -128,13 +130,19 @@ class RegistrationAPI:
                 raise InvalidClientMetadata("client_id is issued by the server (RFC 7591 section 3.2.1); "
                                             "do not send one")
             metadata = requested_metadata(body, client_id)
+            warnings = self._review(metadata)
             client = await self._clients.register(metadata, actor=actor)
         except InvalidClientMetadata as exc:
             return _invalid_metadata(request, str(exc), actor)
         registration_token = await self._credentials.issue_registration_token(client_id)
         document = {**public_metadata(client.metadata), "registration_access_token": registration_token,
-                    "registration_client_uri": self._client_uri(client_id)}
+                    "registration_client_uri": self._client_uri(client_id), **_warned(warnings, client_id, actor)}
         return JSONResponse(document, status_code=201, headers=_NO_STORE)
+
+    def _review(self, metadata: Mapping[str, Any]) -> list[str]:
+        """The warnings about a registration; ``InvalidClientMetadata`` for one refused
+        (expired certificates, when the server refuses them)."""
+        return review_registration(RegisteredClient.from_metadata(metadata), refuse_expired=self._refuse_expired)
 
     async def _read(self, client_id: str) -> Response:
         metadata = await self._clients.metadata(client_id)
@@ -155,10 +163,11 @@ class RegistrationAPI:
             metadata = requested_metadata(body, client_id)
             if "client_id_issued_at" in current:
                 metadata["client_id_issued_at"] = current["client_id_issued_at"]
+            warnings = self._review(metadata)
             client = await self._clients.register(metadata, replace=True, actor=actor)
         except InvalidClientMetadata as exc:
             return _invalid_metadata(request, str(exc), actor)
-        return self._document(client.metadata, client_id)
+        return self._document(client.metadata, client_id, _warned(warnings, client_id, actor))
 
     async def _delete(self, client_id: str, actor: str) -> Response:
         if not await self._clients.remove(client_id, actor=actor):
@@ -166,9 +175,10 @@ class RegistrationAPI:
         await self._credentials.forget_registration_token(client_id)
         return Response(status_code=204, headers=_NO_STORE)
 
-    def _document(self, metadata: Mapping[str, Any], client_id: str) -> Response:
-        return JSONResponse({**public_metadata(metadata), "registration_client_uri": self._client_uri(client_id)},
-                            headers=_NO_STORE)
+    def _document(self, metadata: Mapping[str, Any], client_id: str, extra: Mapping[str, Any] | None = None
+                  ) -> Response:
+        return JSONResponse({**public_metadata(metadata), "registration_client_uri": self._client_uri(client_id),
+                             **(extra or {})}, headers=_NO_STORE)
 
     def _client_uri(self, client_id: str) -> str:
         from urllib.parse import quote
@@ -214,6 +224,15 @@ async def _json_body(request: Request) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _error(400, "invalid_request", f"the body is not valid JSON: {exc}"[:200])
+
+
+def _warned(warnings: list[str], client_id: str, actor: str) -> dict[str, Any]:
+    """The answer's ``warnings`` member (not RFC 7591's: clients ignore members they do not
+    know), and the operator's line, when a registration was stored with warnings."""
+    if not warnings:
+        return {}
+    log.warning("client_registration_warning", actor=actor, client_id=client_id, warnings=warnings)
+    return {"warnings": warnings}
 
 
 def _invalid_metadata(request: Request, description: str, actor: str) -> Response:

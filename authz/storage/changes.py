@@ -22,7 +22,7 @@ import structlog
 
 from authz.storage.errors import StorageError
 
-__all__ = ["ChangeCallback", "ChangeFeed", "ChangeListeners", "Reloader"]
+__all__ = ["ChangeCallback", "ChangeFeed", "ChangeListeners", "Reloader", "cancel_task"]
 
 log = structlog.get_logger("authz.storage")
 
@@ -41,6 +41,14 @@ class ChangeFeed(Protocol):
         """Begin watching; once it returns, no change made after it is missed."""
 
     async def stop(self) -> None: ...
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait until it has stopped (None: nothing to do)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class ChangeListeners:
@@ -89,11 +97,8 @@ class Reloader:
 
     async def close(self) -> None:
         """Wait for a reload in flight, so it never outlives the store."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     async def _run(self) -> None:
         self._again = True

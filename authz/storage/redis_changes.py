@@ -34,7 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from authz.storage.base import StorageError
-from authz.storage.changes import ChangeCallback, ChangeListeners
+from authz.storage.changes import ChangeCallback, ChangeListeners, cancel_task
 
 if TYPE_CHECKING:
     from authz.storage.redis_store import RedisRecordStore
@@ -83,11 +83,8 @@ class RedisChangeFeed:
                                "no confirmation in time") from None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     def _store_timeout(self) -> float:
         return float(self._store.clients.connection_options["socket_timeout"])

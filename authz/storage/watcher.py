@@ -8,12 +8,11 @@ elsewhere is seen within one interval, and the hot path never waits on the store
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 
 import structlog
 
-from authz.storage.changes import ChangeCallback, ChangeListeners
+from authz.storage.changes import ChangeCallback, ChangeListeners, cancel_task
 
 __all__ = ["PollingChangeFeed"]
 
@@ -40,11 +39,8 @@ class PollingChangeFeed:
         self._task = asyncio.create_task(self._run(), name="authz-store-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     async def _run(self) -> None:
         while True:

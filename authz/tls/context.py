@@ -50,8 +50,13 @@ def build_server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
 
 
 def uvicorn_ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    """``uvicorn.Config(ssl_context_factory=...)``: importable, so it works with --workers."""
-    return configure_for_mtls(default_factory())
+    """``uvicorn.Config(ssl_context_factory=...)``: importable, so it works with --workers.
+    The context's files are recorded, so that ``SIGHUP`` reloads them (``authz.tls.credentials``)."""
+    from authz.tls.credentials import register_credentials
+
+    context = configure_for_mtls(default_factory())
+    register_credentials(context, config.ssl_certfile, config.ssl_keyfile)
+    return context
 
 
 def uvicorn_plain_options() -> dict[str, Any]:

@@ -35,6 +35,9 @@ from typing import Any
 import structlog
 import uvloop
 
+from authz.reload import install_reload_signal
+from authz.tls.credentials import ServerCredentials, credentials_of
+
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
@@ -128,14 +131,21 @@ class ServingLoop(uvloop.Loop):
         if sock is not None:
             sock.listen(backlog)  # uvicorn's worker processes are handed a socket that is only bound
         sockets = [sock] if sock is not None else _listening_sockets(host, port, backlog)
-        server = BoundedServer(self, sockets, protocol_factory, ssl, self.connection_limits)
+        server = BoundedServer(self, sockets, protocol_factory, ssl, self.connection_limits,
+                               credentials=credentials_of(ssl))
         server.start_accepting()
         return server
 
 
 def new_event_loop() -> ServingLoop:
-    """The loop factory named in ``uvicorn.run(loop="authz.tls.listener:new_event_loop")``."""
-    return ServingLoop(ConnectionLimits.from_environment().within_descriptor_limit())
+    """The loop factory named in ``uvicorn.run(loop="authz.tls.listener:new_event_loop")``.
+
+    ``SIGHUP`` reloads certificates and trust material (``authz.reload``). Its handler is
+    installed here, before the application starts: SIGHUP's default action ends the process,
+    and the supervisor of ``--workers N`` forwards it to each worker."""
+    loop = ServingLoop(ConnectionLimits.from_environment().within_descriptor_limit())
+    install_reload_signal(loop)
+    return loop
 
 
 def _listening_sockets(host: str | None, port: int | None, backlog: int) -> list[socket.socket]:
@@ -169,11 +179,15 @@ class BoundedServer(asyncio.AbstractServer):
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         context: ssl.SSLContext | None,
         limits: ConnectionLimits,
+        *,
+        credentials: ServerCredentials | None = None,
     ) -> None:
         self._loop = loop
         self._sockets = sockets
         self._protocol_factory = protocol_factory
         self._context = context
+        # Reloadable (SIGHUP): each new connection takes the context in use when it arrives.
+        self._credentials = credentials
         self._limits = limits
         self.open_connections = 0
         self._accepting = False
@@ -260,10 +274,11 @@ class BoundedServer(asyncio.AbstractServer):
             made.connection_slot = slot  # type: ignore[attr-defined]  # released in connection_lost
             return made
 
+        context = self._context if self._credentials is None else self._credentials.context
         # Plain HTTP (to a proxy) has no handshake to time out.
-        timeout = None if self._context is None else self._limits.handshake_timeout
+        timeout = None if context is None else self._limits.handshake_timeout
         try:
-            await self._loop.connect_accepted_socket(protocol, connection, ssl=self._context,
+            await self._loop.connect_accepted_socket(protocol, connection, ssl=context,
                                                      ssl_handshake_timeout=timeout)
         except Exception as exc:  # the handshake failed
             connection.close()  # uvloop has detached it already when it made a transport of it

@@ -127,7 +127,7 @@ class ProxyScenarios:
     # --- headers a client forges ----------------------------------------------------------
 
     @pytest.mark.parametrize(("presented", "reason"), [(None, R.NO_CERTIFICATE),
-                                                       ("unregistered-self-signed", R.UNTRUSTED_CHAIN)],
+                                                       ("unregistered-self-signed", R.SELF_SIGNED)],
                              ids=["no-certificate", "another-certificate"])
     def test_injected_certificate_header_is_replaced(self, wire: WireClient, deployment: Deployment,
                                                      presented: str | None, reason: R) -> None:

@@ -78,7 +78,7 @@ def test_envoy_nearest_element_is_the_certificate(authz: PublicServer, pki: Wire
     response = _token(authz, "dn-client", {"X-Forwarded-Client-Cert": f"{earlier},{nearest}"})
     assert response.status == 401
     [failure] = response.failures()
-    assert failure["reason"] == "untrusted_chain"
+    assert failure["reason"] == "self_signed"
     assert failure["cert_sha256"] == pki["unregistered-self-signed"].sha256_hex
 
 

@@ -167,11 +167,13 @@ class TestCA:
 
 
 def self_signed(subject: str = "CN=self-signed client,O=authz tests", *, ca: bool = False,
-                eku: list[x509.ObjectIdentifier] | None = None) -> Issued:
+                eku: list[x509.ObjectIdentifier] | None = None, not_before: datetime.datetime | None = None,
+                not_after: datetime.datetime | None = None) -> Issued:
     """A self-signed client certificate; ``ca=True`` makes it able to sign others (CA:TRUE)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(subject)
-    builder = _builder(name, name, key, NOW - datetime.timedelta(hours=1), NOW + datetime.timedelta(days=30))
+    builder = _builder(name, name, key, not_before or NOW - datetime.timedelta(hours=1),
+                       not_after or NOW + datetime.timedelta(days=30))
     builder = _leaf(builder, eku=[ExtendedKeyUsageOID.CLIENT_AUTH] if eku is None else eku, san=None, ca=ca)
     return Issued(builder.sign(key, hashes.SHA256()), key)
 

@@ -53,6 +53,25 @@ def test_self_signed_ca_true_cannot_mint_pki_identities(root: TestCA) -> None:
     assert reason_of(ChainValidator([root.cert]), forged) is RejectionReason.UNTRUSTED_CHAIN
 
 
+@pytest.mark.parametrize("ca", [False, True], ids=["leaf", "ca-true"])
+def test_a_self_signed_certificate_is_named_first(root: TestCA, ca: bool) -> None:
+    """Whatever else is wrong with it (here: expired too), a self-signed certificate never
+    leads to an anchor: the refusal says so, in words that name the method."""
+    issued = self_signed("CN=svc", ca=ca)
+    assert reason_of(ChainValidator([root.cert]), issued) is RejectionReason.SELF_SIGNED
+    assert RejectionReason.SELF_SIGNED.public_description == \
+        "the certificate is self-signed; this client uses tls_client_auth"
+    expired = self_signed("CN=svc", not_before=NOW - datetime.timedelta(days=9),
+                          not_after=NOW - datetime.timedelta(days=1))
+    assert reason_of(ChainValidator([root.cert]), expired) is RejectionReason.SELF_SIGNED
+
+
+def test_a_leaf_issued_under_its_own_name_by_another_key_is_not_self_signed(root: TestCA) -> None:
+    impostor = TestCA("CN=Test Root CA,O=authz tests")  # the root's name, another key
+    leaf = impostor.issue("CN=Test Root CA,O=authz tests")  # issuer = subject, not its own key
+    assert reason_of(ChainValidator([root.cert]), leaf) is RejectionReason.UNTRUSTED_CHAIN
+
+
 def test_intermediates_sent_or_from_the_pool(root: TestCA) -> None:
     intermediate = TestCA("CN=Issuing CA", parent=root)
     leaf = intermediate.issue("CN=via intermediate")

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from authz.cli.main import main
 from authz.clients.directory import ClientDirectory
 from authz.storage.sqlite import SQLiteRecordStore
+from tests.support.pki import self_signed
 
 GOOD = {"client_id": "good", "token_endpoint_auth_method": "tls_client_auth",
         "tls_client_auth_san_dns": "good.example", "scope": "read"}
@@ -103,3 +104,37 @@ def test_a_cert_file_that_is_no_certificate_is_named_for_what_it_is(tmp_path: Pa
     code, _, err = _run("clients", "add", "c", "--auth-method", "self_signed_tls_client_auth", "--cert", str(cert),
                         data_dir=tmp_path / "data")
     assert code == 2 and f"{cert} {what}" in err
+
+
+# --- --jwks-uri ------------------------------------------------------------------------------
+
+def test_a_self_signed_client_registered_with_jwks_uri_is_listed_with_it(tmp_path: Path) -> None:
+    code, out, _ = _run("clients", "add", "u", "--auth-method", "self_signed_tls_client_auth",
+                        "--jwks-uri", "https://keys.example/u.json", "--scope", "read", data_dir=tmp_path)
+    assert (code, out) == (0, "registered u (self_signed_tls_client_auth)\n")
+    code, out, _ = _run("clients", "list", data_dir=tmp_path)
+    assert out == "u\tself_signed_tls_client_auth\tjwks_uri=https://keys.example/u.json\tscope='read'\n"
+    code, out, _ = _run("clients", "show", "u", data_dir=tmp_path)
+    assert '"jwks_uri": "https://keys.example/u.json"' in out and '"jwks"' not in out
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--auth-method", "self_signed_tls_client_auth", "--jwks-uri", "https://k.example/", "--cert", "CERT"],
+     "--cert and --jwks-uri exclude each other"),
+    (["--auth-method", "tls_client_auth", "--san-dns", "c.example", "--jwks-uri", "https://k.example/"],
+     "--jwks-uri is for self_signed_tls_client_auth clients"),
+    (["--auth-method", "self_signed_tls_client_auth"], "needs at least one --cert, or --jwks-uri"),
+    (["--auth-method", "self_signed_tls_client_auth", "--jwks-uri", "http://k.example/"],
+     "Invalid value for --jwks-uri: jwks_uri must be an https URL (got scheme 'http')"),
+    (["--auth-method", "self_signed_tls_client_auth", "--jwks-uri", "https://k.example/#x"],
+     "Invalid value for --jwks-uri: jwks_uri must not have a fragment"),
+], ids=["with-cert", "tls-client-auth", "neither", "http", "fragment"])
+def test_jwks_uri_mistakes_are_refused_before_anything_is_written(tmp_path: Path, arguments: list[str],
+                                                                  message: str) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(self_signed("CN=c").pem)
+    data_dir = tmp_path / "data"
+    code, _, err = _run("clients", "add", "c", *[str(cert) if a == "CERT" else a for a in arguments],
+                        data_dir=data_dir)
+    assert code == 2 and message in err
+    assert not data_dir.exists()

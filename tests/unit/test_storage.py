@@ -207,3 +207,20 @@ async def test_a_failed_server_start_up_closes_the_store(tmp_path: Path, monkeyp
     assert isinstance(store, SQLiteRecordStore)
     with pytest.raises(StorageError, match="the store is not open"):
         store.db
+
+
+async def test_concurrent_misses_share_one_store_read(store: SQLiteRecordStore) -> None:
+    await ClientDirectory(store).register(CLIENT)
+    directory = ClientDirectory(store)
+    reads = 0
+    find = store.find
+
+    async def counting_find(kind: str, record_id: str) -> object:
+        nonlocal reads
+        reads += 1
+        return await find(kind, record_id)
+
+    store.find = counting_find  # type: ignore[method-assign,assignment]
+    clients = await asyncio.gather(*(directory.get("c1") for _ in range(50)))
+    assert all(c is not None and c.client_id == "c1" for c in clients)
+    assert reads == 1

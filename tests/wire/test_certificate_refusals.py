@@ -26,7 +26,10 @@ REFUSED = [
     ("dn-client", "untrusted-ca", R.UNTRUSTED_CHAIN),
     ("dn-client", "impostor-ca", R.UNTRUSTED_CHAIN),  # issuer named like the trusted root
     ("dn-client", "bad-signature", R.UNTRUSTED_CHAIN),  # names the root and its key, signed by another
-    ("dn-client", "self-signed-with-dn", R.UNTRUSTED_CHAIN),
+    # A self-signed certificate, even with the right DN: said as such (the client may have
+    # registered with the wrong method), a CA:TRUE one too ("not acceptable" before).
+    ("dn-client", "self-signed-with-dn", R.SELF_SIGNED),
+    ("dn-client", "self-signed-ca-client", R.SELF_SIGNED),
     # A registered self-signed CA:TRUE certificate (self-signed-ca-client's) signed a leaf
     # copying dn-client's DN; the chain [leaf, self-signed CA] is sent.
     ("dn-client", "forged-by-registered-ca", R.UNTRUSTED_CHAIN),
@@ -41,7 +44,7 @@ REFUSED = [
     ("self-signed-client", "dn-client", R.NOT_REGISTERED),  # CA-issued is not registered either
     ("self-signed-ca-client", "forged-by-registered-ca", R.NOT_REGISTERED),
     # A registered self-signed certificate does not make a tls_client_auth client.
-    ("dn-client", "self-signed-client", R.UNTRUSTED_CHAIN),
+    ("dn-client", "self-signed-client", R.SELF_SIGNED),
 ]
 
 

@@ -85,3 +85,12 @@ def test_a_store_that_is_not_sqlite_is_reported_and_the_process_exits(tmp_path: 
         result = authz_cli(*args, data_dir=tmp_path / "data", check=False, timeout=30)
         assert result.returncode != 0, args
         assert "cannot open the store" in result.stderr, args
+
+
+def test_a_jwks_uri_ca_that_cannot_be_loaded_stops_the_start(tmp_path: Path, pki: WirePKI) -> None:
+    missing = tmp_path / "jwks-ca.pem"
+    result = serve(tmp_path, "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                   "--trust-anchor", str(pki.trust_anchor), "--jwks-uri-ca", str(missing))
+    assert result.returncode != 0
+    assert f"Error: jwks_uri_ca: cannot load {missing} as PEM CA certificates: " in result.stderr
+    assert "Traceback" not in result.stderr

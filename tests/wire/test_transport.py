@@ -23,7 +23,7 @@ TLS_VERSIONS = {"tls1.2": ["--tlsv1.2", "--tls-max", "1.2"], "tls1.3": ["--tlsv1
 UNACCEPTABLE = [
     (None, "dn-client", R.NO_CERTIFICATE),
     ("unregistered-self-signed", "self-signed-client", R.NOT_REGISTERED),
-    ("unregistered-self-signed", "dn-client", R.UNTRUSTED_CHAIN),
+    ("unregistered-self-signed", "dn-client", R.SELF_SIGNED),
     ("untrusted-ca", "dn-client", R.UNTRUSTED_CHAIN),
     ("expired", "dn-client", R.EXPIRED),
 ]

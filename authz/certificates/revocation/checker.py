@@ -207,6 +207,7 @@ class RevocationChecker:
         # against them before it is used.
         self._issuers: dict[x509.Name, dict[bytes, PathCA]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # --- gauges for metrics --------------------------------------------------------------
     @property
@@ -233,11 +234,52 @@ class RevocationChecker:
         if self._files:
             self._watcher = asyncio.create_task(self._watch_files(), name="authz-crl-files")
 
+    def files_changed(self) -> list[Path]:
+        """The --crl files whose content changed since they were loaded (size, mtime or inode);
+        read-only, so that a reload hook can call it from its worker thread."""
+        changed: list[Path] = []
+        for held in self._files:
+            try:
+                stamp: tuple[int, int, int] | None = _stamp(held.path)
+            except OSError:
+                stamp = None
+            if stamp != held.stamp:
+                changed.append(held.path)
+        return changed
+
+    def reload_files(self) -> None:
+        """Load the --crl files that changed now (``SIGHUP``, on the event loop), not at the
+        next poll: in the background, like the poll."""
+        task = asyncio.create_task(self._load_files_logged(), name="authz-crl-files-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _load_files_logged(self) -> None:
+        try:
+            await self._load_files()
+        except Exception:
+            log.exception("crl_files_reload_failed")
+
+    def trust_replaced(self, known_cas: Iterable[PathCA]) -> None:
+        """The trust anchors and intermediates were reloaded (``ChainValidator.replace_trust``):
+        the issuers a --crl file is checked against start again from the new ones, the files
+        are checked again at the next load, and no verdict reached on the old paths is reused."""
+        self._issuers = {}
+        for ca in known_cas:
+            self._issuers.setdefault(ca.subject, {})[ca.spki_sha256] = ca
+        for held in self._files:
+            held.stamp = None  # checked again against the new issuers
+        self._verdicts.clear()
+        self._new_generation()
+        if self._files:
+            self.reload_files()
+
     async def close(self) -> None:
         tasks: list[asyncio.Future[Any]] = [self._watcher] if self._watcher is not None else []
         tasks += [s.task for s in self._sources.values() if s.task is not None]
         tasks += [e.task for e in self._ocsp.values() if e.task is not None]
         tasks += list(self._verifying.values())
+        tasks += list(self._reloads)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
