@@ -60,6 +60,17 @@ def presented(issued: Issued) -> PresentedCertificate:
     return found
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Structlog's defaults and a logger not cached by an earlier test: a test that configured
+    logging (``configure_logging``: level filtering, loggers cached on first use) would hide
+    the lines from ``capture_logs``."""
+    from authz.certificates.revocation import checker
+
+    structlog.reset_defaults()
+    monkeypatch.setattr(checker, "log", structlog.get_logger("authz.revocation"))
+
+
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[RevocationHTTPServer]:
     server = RevocationHTTPServer(tmp_path)
