@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
@@ -14,6 +15,8 @@ from authz.audiences.registry import ResourceServers
 from authz.certificates.chain import ChainValidator
 from authz.clients.directory import ClientDirectory
 from authz.keys.signing import SigningKeys
+from authz.metrics import REVOCATION_DATA
+from authz.metrics.health import CheckResult, Readiness, revocation_check, store_check
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
@@ -23,6 +26,9 @@ from authz.storage.changes import ChangeFeed
 from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
+
+if TYPE_CHECKING:
+    from authz.metrics.instruments import ServerMetrics
 
 __all__ = ["ConfigurationError", "ServerContext", "load_certificates", "open_store"]
 
@@ -82,6 +88,9 @@ class ServerContext:
     token_verifier: AccessTokenVerifier
     revocations: RevocationList
     resource_servers: ResourceServers
+    readiness: Readiness
+    # None while metrics are off (no --metrics-listen): nothing is counted then.
+    metrics: ServerMetrics | None = None
 
     @property
     def issuer(self) -> str:
@@ -90,6 +99,15 @@ class ServerContext:
     @classmethod
     def build(cls, settings: Settings, store: RecordStore | None = None) -> ServerContext:
         store = store or open_store(settings)
+        metrics = None
+        if settings.metrics_address is not None:
+            # Imported here: prometheus-client must not be imported before authz serve has set
+            # PROMETHEUS_MULTIPROC_DIR (authz.metrics).
+            from authz.metrics.instruments import install
+            from authz.metrics.store import InstrumentedStore
+
+            metrics = install(settings.metrics_client_labels)
+            store = InstrumentedStore(store, metrics)
         changes = store.change_feed(poll_interval=settings.store_poll_interval, max_stale=settings.store_max_stale)
         keys = SigningKeys(store, changes)
         # The registration API is a resource server of this server's own (authz.registration).
@@ -118,6 +136,9 @@ class ServerContext:
             metadata=build_metadata(settings.issuer_url, settings.mtls_alias_base),
             token_verifier=AccessTokenVerifier(keys, settings.issuer_url),
             revocations=RevocationList(store),
+            readiness=Readiness({"store": store_check(store), "signing_key": _signing_key_check(keys),
+                                 "revocation_data": revocation_check(REVOCATION_DATA)}),
+            metrics=metrics,
         )
 
     async def start(self) -> None:
@@ -127,6 +148,9 @@ class ServerContext:
             await self.changes.start()
             await self.keys.load()
             await self.resource_servers.load()
+            if self.metrics is not None:
+                self.metrics.signing_key_loaded.set(1)
+                self.metrics.start()
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -135,8 +159,18 @@ class ServerContext:
             raise
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.signing_key_loaded.set(0)
+            await self.metrics.stop()  # its last counts flushed
         self.validator.close()
         await self.changes.stop()
         await self.keys.close()
         await self.resource_servers.close()
         await self.store.close()
+
+
+def _signing_key_check(keys: SigningKeys) -> Callable[[], Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        return CheckResult(True, keys.active.kid) if keys.loaded else CheckResult(False, "no signing key loaded")
+
+    return check
