@@ -18,7 +18,19 @@ from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "parse_listen_address"]
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as (host, port); ``ValueError`` saying why not."""
+    host, separator, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets: [::1]:9464")
+    if not separator or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9464, not {value!r}")
+    return host, int(port)
 
 
 def _path_list(value: object) -> object:
@@ -85,6 +97,12 @@ class Settings(BaseSettings):
     trusted_proxy_cas: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="CAs (PEM) that issue the client certificates of trusted proxies"
     )
+    metrics_listen: str | None = Field(
+        None, description="HOST:PORT of the plain-HTTP listener for /metrics, /healthz and /readyz; off by default")
+    metrics_client_labels: int = Field(
+        100, ge=0, le=10_000,
+        description="distinct clients a worker labels authz_tokens_issued_total with; the rest count as 'other'")
+    health_on_main_port: bool = Field(True, description="also answer /healthz and /readyz on the main port")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
@@ -95,6 +113,14 @@ class Settings(BaseSettings):
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off"):
+            return None
+        parse_listen_address(value)
+        return value.strip()
 
     @field_validator("issuer", "mtls_alias_base")
     @classmethod
@@ -127,6 +153,20 @@ class Settings(BaseSettings):
         except StoreLocationError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Settings:
+        address = self.metrics_address
+        wildcard = {"0.0.0.0", "::"}  # noqa: S104 - addresses compared, not bound
+        if address is not None and address[1] == self.port and (
+                address[0] == self.host or wildcard & {address[0], self.host}):
+            raise ValueError("--metrics-listen (AUTHZ_METRICS_LISTEN) must not be the main port: metrics are "
+                             "served in plain HTTP on an address of their own")
+        return self
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return None if self.metrics_listen is None else parse_listen_address(self.metrics_listen)
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(url=self.store, data_dir=self.data_dir, password_file=self.store_password_file,
