@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,12 +116,13 @@ def test_unauthenticated_input_creates_no_series(server: RunningServer, metrics:
     ids anywhere in the metrics."""
     client = WireClient("httpx", server, pki.server_ca)
     unknown = dict(endpoint="token", error="invalid_client", reason="unknown_client")
-    before = metrics.scrape()
+    assert client.token(pki["dn-client"], "first-unknown").status == 401  # the series exists from here on
+    before = metrics.settled_scrape()
     ids = [f"attacker-{n:03d}-{'x' * 20}" for n in range(40)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         statuses = list(pool.map(lambda i: client.token(pki["dn-client"], i).status, ids))
     assert statuses == [401] * len(ids)
-    after = metrics.scrape()
+    after = metrics.settled_scrape()
     assert after.value(REFUSED, **unknown) - before.value(REFUSED, **unknown) == len(ids)
     assert "attacker-" not in after.text
     assert len(after.samples) == len(before.samples)
@@ -282,6 +285,27 @@ def test_counts_are_summed_over_the_workers(two_workers: tuple[RunningServer, Me
     status, document = metrics.readiness()
     assert status == 200
     assert document["checks"]["signing_key"]["detail"] == "2 of 2 worker process(es) have loaded the signing key"
+
+
+def test_a_restarted_worker_keeps_the_totals_and_leaves_no_gauges(
+        two_workers: tuple[RunningServer, MetricsEndpoint], pki: WirePKI) -> None:
+    """A worker killed (uvicorn starts another): its counts stay in the totals, its live gauges
+    go with it, so the server counts two serving workers, not three."""
+    server, metrics = two_workers
+    client = WireClient("httpx", server, pki.server_ca)
+    for _ in range(4):
+        assert_token_response(client.token(pki["dn-client"], "dn-client"))
+    before = metrics.settled_scrape()
+    issued = before.value(ISSUED, method="tls_client_auth", client_id="dn-client")
+    assert issued > 0 and before.value("authz_signing_key_loaded") == 2
+    pids = [int(e["event"].split("[")[1].rstrip("]")) for e in server.events()
+            if e["event"].startswith("Started server process [")]
+    started = server.log().count("Application startup complete")
+    os.kill(pids[0], signal.SIGKILL)
+    server.wait_for_log("Application startup complete", count=started + 1, timeout=30)
+    after = metrics.wait_for(lambda s: s.value("authz_signing_key_loaded") == 2)
+    assert after.value(ISSUED, method="tls_client_auth", client_id="dn-client") == issued
+    assert metrics.readiness()[0] == 200
 
 
 def test_the_directory_is_removed_when_the_server_stops(start_wire_server: StartServer, pki: WirePKI,
