@@ -76,6 +76,7 @@ _STORE_OPEN_TIMEOUT = 5.0
 # Registered self-signed certificates exported, the ones that expire first: registrations
 # bound the series, and this bounds them again should there be very many.
 MAX_CLIENT_CERTIFICATE_SERIES = 1000
+_CLIENT_POLL_INTERVAL = 5.0
 # Without a working change feed, the client certificates are read again at most this often.
 _CLIENT_REFRESH_INTERVAL = 10.0
 # And with one, at least this often (a change missed while the feed reconnected).
@@ -297,7 +298,10 @@ class MetricsListener:
                 await asyncio.wait_for(store.open(), _STORE_OPEN_TIMEOUT)
                 self._store = store
                 try:
-                    feed = store.change_feed(poll_interval=self.settings.store_poll_interval,
+                    # Expiry dates need no second-by-second freshness: a slower poll (SQLite)
+                    # wakes this thread, in a serving process with one worker, less often.
+                    feed = store.change_feed(poll_interval=max(self.settings.store_poll_interval,
+                                                               _CLIENT_POLL_INTERVAL),
                                              max_stale=self.settings.store_max_stale)
                     feed.on_change("client", self._clients_changed)
                     await feed.start()

@@ -308,6 +308,18 @@ def test_a_restarted_worker_keeps_the_totals_and_leaves_no_gauges(
     assert metrics.readiness()[0] == 200
 
 
+def test_health_can_be_kept_off_the_main_port(start_wire_server: StartServer, pki: WirePKI,
+                                              tmp_path: Path) -> None:
+    register_clients(pki, tmp_path / "data", ["dn-client"])
+    server, metrics = start_with_metrics(start_wire_server, tmp_path / "data", "--no-health-on-main-port")
+    try:
+        client = WireClient("httpx", server, pki.server_ca)
+        assert client.get("/readyz").status == 404 and client.get("/healthz").status == 404
+        assert metrics.readiness()[0] == 200
+    finally:
+        server.stop()
+
+
 def test_the_directory_is_removed_when_the_server_stops(start_wire_server: StartServer, pki: WirePKI,
                                                         tmp_path: Path) -> None:
     register_clients(pki, tmp_path / "data", ["dn-client"])
