@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,6 +21,8 @@ from authz.clients.jwks_uri.cache import FetchedCertificates
 from authz.clients.jwks_uri.destinations import AddressPolicy, parse_allow_list
 from authz.clients.jwks_uri.fetcher import JwksFetcher, tls_context
 from authz.keys.signing import SigningKeys
+from authz.metrics import REVOCATION_DATA
+from authz.metrics.health import CheckResult, Readiness, revocation_check, store_check
 from authz.oauth.metadata import build_metadata
 from authz.oauth.server import MutualTLSAuthorizationServer
 from authz.registration.constants import REGISTRATION_PATH, REGISTRATION_SCOPE
@@ -31,6 +33,9 @@ from authz.storage.changes import ChangeFeed
 from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
+
+if TYPE_CHECKING:
+    from authz.metrics.instruments import ServerMetrics
 
 __all__ = ["ConfigurationError", "ServerContext", "chain_validator", "check_crl_files", "crl_reload_hook",
            "jwks_uri_fetcher", "load_certificates", "open_store", "trust_reload_hook"]
@@ -190,8 +195,11 @@ class ServerContext:
     revocations: RevocationList
     resource_servers: ResourceServers
     jwks_uri_certificates: FetchedCertificates
+    readiness: Readiness
     # Revocation checking of client certificates (None: off); not the tokens' (revocations).
     certificate_revocation: RevocationChecker | None = None
+    # None while metrics are off (no --metrics-listen): nothing is counted then.
+    metrics: ServerMetrics | None = None
     _stop_reloading: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -201,6 +209,15 @@ class ServerContext:
     @classmethod
     def build(cls, settings: Settings, store: RecordStore | None = None) -> ServerContext:
         store = store or open_store(settings)
+        metrics = None
+        if settings.metrics_address is not None:
+            # Imported here: prometheus-client must not be imported before authz serve has set
+            # PROMETHEUS_MULTIPROC_DIR (authz.metrics).
+            from authz.metrics.instruments import install
+            from authz.metrics.store import InstrumentedStore
+
+            metrics = install(settings.metrics_client_labels)
+            store = InstrumentedStore(store, metrics)
         changes = store.change_feed(poll_interval=settings.store_poll_interval, max_stale=settings.store_max_stale)
         keys = SigningKeys(store, changes)
         # The registration API is a resource server of this server's own (authz.registration).
@@ -231,6 +248,9 @@ class ServerContext:
             certificate_revocation=certificate_revocation,
             jwks_uri_certificates=FetchedCertificates(jwks_uri_fetcher(settings),
                                                       refresh_cooldown=settings.jwks_uri_refresh_cooldown),
+            readiness=Readiness({"store": store_check(store), "signing_key": _signing_key_check(keys),
+                                 "revocation_data": revocation_check(REVOCATION_DATA)}),
+            metrics=metrics,
         )
 
     async def start(self) -> None:
@@ -249,6 +269,9 @@ class ServerContext:
             # SIGHUP reloads the trust material (authz.reload); also in proxy mode, without TLS.
             self._stop_reloading.append(reload_hooks.register(
                 "trust_anchors", trust_reload_hook(self.settings, self.validator, on_replaced=self._trust_replaced)))
+            if self.metrics is not None:
+                self.metrics.signing_key_loaded.set(1)
+                self.metrics.start()
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).
@@ -263,6 +286,9 @@ class ServerContext:
     async def stop(self) -> None:
         while self._stop_reloading:
             self._stop_reloading.pop()()
+        if self.metrics is not None:
+            self.metrics.signing_key_loaded.set(0)
+            await self.metrics.stop()  # its last counts flushed
         self.validator.close()
         if self.certificate_revocation is not None:
             await self.certificate_revocation.close()
@@ -271,3 +297,10 @@ class ServerContext:
         await self.keys.close()
         await self.resource_servers.close()
         await self.store.close()
+
+
+def _signing_key_check(keys: SigningKeys) -> Callable[[], Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        return CheckResult(True, keys.active.kid) if keys.loaded else CheckResult(False, "no signing key loaded")
+
+    return check

@@ -28,7 +28,19 @@ from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "parse_listen_address"]
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as (host, port); ``ValueError`` saying why not."""
+    host, separator, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets: [::1]:9464")
+    if not separator or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9464, not {value!r}")
+    return host, int(port)
 
 
 def _path_list(value: object) -> object:
@@ -128,6 +140,12 @@ class Settings(BaseSettings):
                                              description="seconds between two fetches of one client's jwks_uri")
     refuse_expired_certificates: bool = Field(
         False, description="the registration API refuses self-signed certificates that have expired (else: a warning)")
+    metrics_listen: str | None = Field(
+        None, description="HOST:PORT of the plain-HTTP listener for /metrics, /healthz and /readyz; off by default")
+    metrics_client_labels: int = Field(
+        100, ge=0, le=10_000,
+        description="distinct clients a worker labels authz_tokens_issued_total with; the rest count as 'other'")
+    health_on_main_port: bool = Field(True, description="also answer /healthz and /readyz on the main port")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
@@ -144,6 +162,14 @@ class Settings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         parse_allow_list(value)  # ValueError naming the entry
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen_address(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off"):
+            return None
+        parse_listen_address(value)
+        return value.strip()
 
     @field_validator("issuer", "mtls_alias_base")
     @classmethod
@@ -182,6 +208,20 @@ class Settings(BaseSettings):
         except StoreLocationError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Settings:
+        address = self.metrics_address
+        wildcard = {"0.0.0.0", "::"}  # noqa: S104 - addresses compared, not bound
+        if address is not None and address[1] == self.port and (
+                address[0] == self.host or wildcard & {address[0], self.host}):
+            raise ValueError("--metrics-listen (AUTHZ_METRICS_LISTEN) must not be the main port: metrics are "
+                             "served in plain HTTP on an address of their own")
+        return self
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return None if self.metrics_listen is None else parse_listen_address(self.metrics_listen)
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(url=self.store, data_dir=self.data_dir, password_file=self.store_password_file,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -24,6 +24,9 @@ from authz.storage.base import RecordStore
 from authz.storage.config import StoreConfig
 from authz.tls import supervisor
 from authz.tls.context import ServerTLSError, uvicorn_mtls_options, uvicorn_plain_options
+
+if TYPE_CHECKING:
+    from authz.metrics.listener import MetricsListener
 
 __all__ = ["dev", "serve", "settings_from_options"]
 
@@ -94,18 +97,43 @@ def run_server(settings: Settings, access_log: bool) -> None:
                     err=True)
     # Worker processes build their own app from the environment.
     os.environ.update(settings.to_environment())
-    # uvicorn.run, but SIGHUP to the supervisor of several workers reloads them in place.
-    supervisor.run(
-        "authz.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        access_log=access_log,
-        log_level=settings.log_level,
-        log_config=uvicorn_log_config(settings.log_format),
-        **tls_options,
-    )
+    listener = _start_metrics_listener(settings) if settings.metrics_address is not None else None
+    try:
+        # uvicorn.run, but SIGHUP to the supervisor of several workers reloads them in place.
+        supervisor.run(
+            "authz.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            access_log=access_log,
+            log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.log_format),
+            **tls_options,
+        )
+    finally:
+        if listener is not None:
+            listener.stop()
+            listener.remove_directory()
+
+
+def _start_metrics_listener(settings: Settings) -> MetricsListener:
+    """The metrics listener of this process (``authz.metrics.listener``), serving before the
+    workers start. The multiprocess directory is exported first: from here on, whatever
+    imports prometheus-client, in this process or in a worker, counts into it."""
+    from authz.metrics.multiprocess import create_multiprocess_directory
+
+    directory = create_multiprocess_directory()
+    from authz.metrics.listener import MetricsListener  # imports prometheus-client
+
+    listener = MetricsListener(settings, directory)
+    try:
+        listener.start()
+    except OSError as exc:
+        listener.remove_directory()
+        raise click.ClickException(f"--metrics-listen {settings.metrics_listen}: cannot listen there: "
+                                   f"{exc.strerror or exc}") from None
+    return listener
 
 
 async def _load_signing_keys(store: RecordStore) -> None:
@@ -178,6 +206,14 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--refuse-expired-certificates", is_flag=True, default=None,
               help="The registration API refuses self-signed certificates that have expired, instead of a warning "
                    "(env AUTHZ_REFUSE_EXPIRED_CERTIFICATES).")
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Serve /metrics, /healthz and /readyz in plain HTTP on this address, e.g. 127.0.0.1:9464 "
+                   "(env AUTHZ_METRICS_LISTEN; default: off).")
+@click.option("--metrics-client-labels", type=int,
+              help="Distinct clients each worker labels authz_tokens_issued_total with; the rest count as "
+                   "client_id=\"other\" (env AUTHZ_METRICS_CLIENT_LABELS, default 100).")
+@click.option("--health-on-main-port/--no-health-on-main-port", default=None,
+              help="Also answer /healthz and /readyz on the main port (env AUTHZ_HEALTH_ON_MAIN_PORT, default on).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", type=click.Choice(["json", "console"]))
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")

@@ -11,6 +11,7 @@ middleware around it cost more than authlib's grant.
 from __future__ import annotations
 
 import dataclasses
+from time import perf_counter
 from typing import ClassVar
 
 import structlog
@@ -43,8 +44,12 @@ class ClientEndpoint:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.uri = context.issuer + self.path
+        # With metrics on, this endpoint's request duration (timed here rather than by a
+        # wrapper: one coroutine less per token).
+        self.latency = context.metrics.latency[self.name] if context.metrics is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
         try:
             resolved = await self.resolve(scope, receive)
             reply = resolved if isinstance(resolved, JSONReply) else await self.answer(resolved)
@@ -57,6 +62,8 @@ class ClientEndpoint:
             log_unhandled(self.path, exc)
             reply = JSONReply.of(500, SERVER_ERROR, ERROR_HEADERS.items())
         await reply.send(send)
+        if self.latency is not None:
+            self.latency.observe(perf_counter() - started)
 
     async def resolve(self, scope: Scope, receive: Receive) -> ClientRequest | JSONReply:
         """The request with its form read and its client looked up, or the refusal of a

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from authz.clipping import clipped
+from authz.metrics import state as metrics
 from authz.oauth.reply import JSONReply
 from authz.storage.base import StorageError
 
@@ -40,6 +41,9 @@ def store_unavailable(endpoint: str, peer: str | None, exc: StorageError, **cont
     """The answer to a request the store could not serve (a write on a full disk, a read of a
     database locked too long): 503, not 500, since the request was right and will succeed
     once the store works again, with no restart. The log line names the file and the cause."""
+    counter = metrics.ACTIVE
+    if counter is not None:
+        counter.refused(endpoint, "temporarily_unavailable", "store_unavailable")
     log.error("store_unavailable", endpoint=endpoint, peer=peer, error=str(exc), **context)
     return JSONReply.of(503, STORE_UNAVAILABLE, [("Retry-After", _STORE_RETRY_AFTER), *ERROR_HEADERS.items()])
 
@@ -58,6 +62,9 @@ def http_refusal(*, method: str, path: str, peer: str | None, status: int, detai
     else:  # the router raises no other; should that change, the answer stays honest
         reason, description = "http_error", detail
     error = "invalid_request" if status < 500 else "server_error"
+    counter = metrics.ACTIVE
+    if counter is not None:
+        counter.refused("http", error, reason)
     log.warning("request_refused", method=method, path=clipped(path, _LOGGED_PATH_CHARS), peer=peer, status=status,
                 error=error, error_description=description, reason=reason)
     return {"error": error, "error_description": description}, answer_headers

@@ -76,6 +76,10 @@ class SigningKeys:
         return self._active
 
     @property
+    def loaded(self) -> bool:
+        return self._active is not None
+
+    @property
     def jwks(self) -> dict[str, Any]:
         """Public JWK Set: the active key and every retired key still kept."""
         return self._jwks

@@ -22,6 +22,7 @@ from authz.certificates.revocation.checker import RevocationChecker
 from authz.certificates.thumbprint import x5t_from_sha256_hex
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import RegisteredClient
+from authz.metrics import state as metrics
 from authz.oauth.errors import MutualTLSClientError
 from authz.oauth.request import ClientRequest
 
@@ -53,7 +54,13 @@ class ClientAuthenticator:
 
         return authenticate
 
-    def _refuse(self, request: ClientRequest, description: str, **fields: Any) -> MutualTLSClientError:
+    def _refuse(self, request: ClientRequest, description: str, *, metrics_reason: str,
+                **fields: Any) -> MutualTLSClientError:
+        counter = metrics.ACTIVE
+        if counter is not None:
+            # The reason is the check that failed (a RejectionReason, or one of the resolution
+            # steps above): fixed in the code, whatever the client sent.
+            counter.refused(request.endpoint, "invalid_client", metrics_reason)
         log.warning(
             "client_authentication_failed",
             endpoint=request.endpoint,
@@ -71,32 +78,36 @@ class ClientAuthenticator:
         if other:
             if self._certificate_sent(request):
                 # Two mechanisms at once: a malformed request (RFC 6749 §2.3: use only one).
-                raise InvalidRequestError(  # logged by the server's error hook
+                two = InvalidRequestError(  # logged and counted by the server's error hook
                     "the request uses more than one client authentication mechanism "
                     f"(TLS client certificate and {', '.join(other)}); send only the certificate"
                 )
+                two.metrics_reason = "two_mechanisms"
+                raise two
             # Only a mechanism this server does not support: RFC 6749 §5.2 calls that a failed
             # client authentication (invalid_client, 401 and a challenge).
             raise self._refuse(
                 request,
                 f"the request uses client authentication this server does not accept ({', '.join(other)}); "
-                "authenticate with a TLS client certificate instead",
+                "authenticate with a TLS client certificate instead", metrics_reason="unsupported_method",
                 client_id=request.logged_client_id, reason="unsupported_method", mechanisms=other, cert=None,
             )
         client_id = request.form.get("client_id")
         if not client_id:
             raise self._refuse(
                 request, "client_id is required with mutual-TLS client authentication (RFC 8705 section 2)",
-                **self._cert_fields(request),
+                metrics_reason="missing_client_id", **self._cert_fields(request),
             )
         resolved = request.resolved_client
         if isinstance(resolved, UnusableRegistration):
             raise self._refuse(
                 request, "the registration of this client is not usable; contact the server operator",
-                client_id=request.logged_client_id, detail=resolved.reason, **self._cert_fields(request),
+                metrics_reason="unusable_registration", client_id=request.logged_client_id, detail=resolved.reason,
+                **self._cert_fields(request),
             )
         if resolved is None:
-            raise self._refuse(request, "unknown client_id", client_id=request.logged_client_id,
+            raise self._refuse(request, "unknown client_id", metrics_reason="unknown_client",
+                               client_id=request.logged_client_id,
                                **self._cert_fields(request))
         return resolved
 
@@ -116,6 +127,7 @@ class ClientAuthenticator:
             raise self._refuse(
                 request,
                 rejected.public_description,
+                metrics_reason=rejected.reason.name.lower(),
                 client_id=client.client_id,
                 method=client.auth_method,
                 reason=rejected.reason.name.lower(),

@@ -16,6 +16,7 @@ from authz.certificates.chain import ChainValidator
 from authz.certificates.revocation.checker import RevocationChecker
 from authz.clients.model import MTLS_AUTH_METHODS
 from authz.clipping import clipped
+from authz.metrics import state as metrics
 from authz.oauth.client_auth import ClientAuthenticator
 from authz.oauth.grants import MutualTLSClientCredentialsGrant
 from authz.oauth.reply import JSONReply, TokenReply
@@ -34,7 +35,12 @@ _LOGGED_SCOPE_CHARS = 200
 
 def log_refusal(error: OAuth2Error, *, endpoint: str, peer: str | None, **fields: Any) -> None:
     """The operator's line for a refused request (client authentication failures have their
-    own, richer line: ``authz.oauth.client_auth``)."""
+    own, richer line: ``authz.oauth.client_auth``), and its count."""
+    counter = metrics.ACTIVE
+    if counter is not None:
+        # error.error is a code of the library or ours; ``reason`` where one error code has
+        # several causes worth telling apart (set by whoever raised it).
+        counter.refused(endpoint, error.error, getattr(error, "metrics_reason", None) or error.error)
     log.warning(
         "request_refused",
         endpoint=endpoint,
@@ -102,6 +108,9 @@ class MutualTLSAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
         def signed(access_token: asyncio.Future[str]) -> None:
             if not access_token.cancelled() and access_token.exception() is None:
+                counter = metrics.ACTIVE
+                if counter is not None:
+                    counter.token_issued(client.auth_method, client.client_id)
                 log.info(
                     "token_issued",
                     client_id=client.client_id,

@@ -37,6 +37,7 @@ import uvloop
 
 from authz.reload import install_reload_signal
 from authz.tls.credentials import ServerCredentials, credentials_of
+from authz.metrics import state as metrics
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -263,6 +264,9 @@ class BoundedServer(asyncio.AbstractServer):
                 self._loop.call_later(_ACCEPT_RETRY_DELAY, self.start_accepting)
                 return
             self.open_connections += 1
+            counter = metrics.ACTIVE
+            if counter is not None:
+                counter.connections_open.inc()
             self._loop.create_task(self._connect(connection, address))
 
     async def _connect(self, connection: socket.socket, address: Any) -> None:
@@ -283,10 +287,19 @@ class BoundedServer(asyncio.AbstractServer):
         except Exception as exc:  # the handshake failed
             connection.close()  # uvloop has detached it already when it made a transport of it
             slot.release()
-            _log_handshake_failure(exc, address, self._loop.time() - started, self._limits.handshake_timeout)
+            outcome = _log_handshake_failure(exc, address, self._loop.time() - started,
+                                             self._limits.handshake_timeout)
+        else:
+            outcome = "ok"
+        counter = metrics.ACTIVE
+        if counter is not None and self._context is not None:
+            counter.handshake[outcome].inc()
 
     def connection_closed(self) -> None:
         self.open_connections -= 1
+        counter = metrics.ACTIVE
+        if counter is not None:
+            counter.connections_open.dec()
         if self._paused_at is not None and self.open_connections < self._limits.max_connections:
             if self._pause_logged:
                 log.info("accepting_connections_again", open_connections=self.open_connections,
@@ -299,6 +312,9 @@ class BoundedServer(asyncio.AbstractServer):
         if self._paused_at is not None:
             return
         self._paused_at = time.monotonic()
+        counter = metrics.ACTIVE
+        if counter is not None:
+            counter.connection_limit_reached.inc()
         # Under a flood the limit may be reached many times a second: a line per interval at most.
         self._pauses_unlogged += 1
         self._pause_logged = self._paused_at - self._last_limit_log >= _LIMIT_LOG_INTERVAL
@@ -330,16 +346,19 @@ def _peer(address: Any) -> str | None:
     return None
 
 
-def _log_handshake_failure(exc: Exception, address: Any, elapsed: float, timeout: float) -> None:
+def _log_handshake_failure(exc: Exception, address: Any, elapsed: float, timeout: float) -> str:
+    """Log the failure; return its outcome for ``authz_tls_handshakes_total`` (timeout,
+    tls_error, closed: OpenSSL's reasons are many, and the log has them)."""
     # uvloop aborts a handshake past its timeout with ConnectionAbortedError, asyncio with TimeoutError.
     if isinstance(exc, TimeoutError | ConnectionAbortedError) and elapsed >= timeout * 0.99:
         log.info("tls_handshake_failed", peer=_peer(address), reason="timeout",
                  detail=f"no complete TLS handshake within {timeout:g} s")
-        return
+        return "timeout"
     if isinstance(exc, ssl.SSLError):
         log.info("tls_handshake_failed", peer=_peer(address), reason=exc.reason or type(exc).__name__,
                  detail=str(exc)[:300], seconds=round(elapsed, 3))
-        return
+        return "tls_error"
     # The peer closed or reset before completing a handshake (port scans, TCP health checks).
     log.debug("tls_handshake_failed", peer=_peer(address), reason="connection_closed",
               detail=f"{type(exc).__name__}: {exc}"[:300], seconds=round(elapsed, 3))
+    return "closed"

@@ -25,6 +25,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from authz.clipping import clipped
+from authz.metrics import state as metrics
 from authz.tls import request_deadline
 from authz.tls.extension import tls_extension
 from authz.tls.http_refusal import log_http_refusal, refusal_response
@@ -83,7 +84,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             return  # refused in on_headers_complete
         except httptools.HttpParserError as exc:
-            self._refuse(400, "the request is not valid HTTP/1.1", detail=f"HTTP parser: {exc}")
+            self._refuse(400, "the request is not valid HTTP/1.1", detail=f"HTTP parser: {exc}", reason="invalid_http")
             return
         if self._in_head and not self._refused:
             # Counted after parsing, so a chunk that completes a head is measured exactly in
@@ -97,6 +98,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
                 431,
                 f"the request line and headers exceed {REQUEST_HEAD_LIMIT // 1024} KiB",
                 detail=f"{size} bytes {what} (limit {REQUEST_HEAD_LIMIT})",
+                reason="head_too_large",
             )
 
     def on_message_begin(self) -> None:
@@ -125,6 +127,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
                 400,
                 "protocol upgrades are not supported: send the request without 'Connection: upgrade'",
                 detail=f"Upgrade: {upgrade[:100].decode('latin-1')}",
+                reason="upgrade",
             )
             return
         super().on_headers_complete()
@@ -148,6 +151,7 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
             408,
             f"the request was not received whole within {request_deadline.REQUEST_READ_TIMEOUT:g} s",
             detail=f"request {part} incomplete",
+            reason="request_timeout",
         )
 
     def _method(self) -> str | None:
@@ -160,11 +164,14 @@ class MutualTLSHttpToolsProtocol(HttpToolsProtocol):
         except Exception:  # no parser any more
             return None
 
-    def _refuse(self, status: int, description: str, *, detail: str) -> None:
-        """Answer ``status`` with a JSON error, log it, and close the connection."""
+    def _refuse(self, status: int, description: str, *, detail: str, reason: str) -> None:
+        """Answer ``status`` with a JSON error, log it, count it (``reason``), and close the connection."""
         if self._refused:
             return
         self._refused = True
+        counter = metrics.ACTIVE
+        if counter is not None:
+            counter.refused("http", "invalid_request", reason)
         self.request_deadline = None
         target = clipped(getattr(self, "url", b"").decode("latin-1"), _LOGGED_TARGET_CHARS)
         log_http_refusal(

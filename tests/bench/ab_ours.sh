@@ -6,6 +6,8 @@
 #   PAIRS=10 MODES="keepalive handshake" CLIENTS="pki selfsigned" tests/bench/ab_ours.sh
 #   MODES=handshake CLIENTS="pki selfsigned" tests/bench/ab_ours.sh floor HEAD
 #                                            # our server against the floor of its serving stack
+#   ARGS_B="--metrics-listen 127.0.0.1:@FREE_PORT@" SCRAPE=15 tests/bench/ab_ours.sh worktree worktree
+#                                            # the same code, metrics off (A) and on (B, scraped every 15 s)
 #
 # Both servers run at once (one worker each, the peer PKI, the same two clients as
 # run_token_bench.sh) and take turns under the peer's load generators: for each pair, one
@@ -20,6 +22,9 @@
 # reply, no HTTP framework and no OAuth; what no server on this stack can do without.
 # Revisions are exported with `git archive` and run from a temporary directory with the
 # project's venv, so a revision whose dependencies differ from the venv's needs its own VENV.
+# ARGS_A / ARGS_B: more `authz serve` options for side A / B; @FREE_PORT@ becomes a free port.
+# SCRAPE=S: while measuring, GET /metrics of each side that has --metrics-listen every S seconds,
+# as Prometheus would (the cost of a scrape is part of what is measured).
 set -euo pipefail
 
 # shellcheck source=tests/bench/ours_server.sh
@@ -41,6 +46,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ROOT_TMP="$(mktemp -d /tmp/authz-ab.XXXXXX)"
 PID_A="" PID_B=""
 cleanup() {
+  for pid in ${SCRAPER_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
   for pid in $PID_A $PID_B; do SERVER_PID=$pid stop_ours; done
   rm -rf "$ROOT_TMP"
 }
@@ -56,7 +62,12 @@ source_of() {
   mkdir -p "$2"; git -C "$REPO" archive "$commit" authz resource | tar -x -C "$2"
   echo "$2"
 }
-label_of() {
+label_of() { # rev side
+  local args_var="ARGS_$2" suffix=""
+  [ -n "${!args_var:-}" ] && suffix=" with ${!args_var}"
+  echo "$(label_of_rev "$1")$suffix"
+}
+label_of_rev() {
   if [ "$1" = floor ]; then echo "floor: tls_floor_server.py (uvloop + authz.tls context, canned reply)"
   elif [ "$1" = worktree ]; then echo "working tree of $(git -C "$REPO" rev-parse --short HEAD)"
   else echo "$1 = $(git -C "$REPO" rev-parse --short "$1")"; fi
@@ -80,15 +91,32 @@ start_side() { # side rev -> sets PID_<side>, PORT_<side>
     return
   fi
   local src; src="$(source_of "$rev" "$ROOT_TMP/src-$side")"
+  local args_var="ARGS_$side" args
+  args="${!args_var:-}"
+  while [[ "$args" == *@FREE_PORT@* ]]; do args="${args/@FREE_PORT@/$(free_port)}"; done
+  printf -v "ARGS_$side" '%s' "$args"
   # The server must import authz from src, not the venv's editable install of the repository.
   local found; found="$(env PYTHONPATH="$src:$src/resource" "$VENV/bin/python" -P -c 'import authz, authz_resource; print(authz.__file__, authz_resource.__file__)')"
   [ "$found" = "$src/authz/__init__.py $src/resource/authz_resource/__init__.py" ] || { echo "$side: authz would come from $found, not $src" >&2; exit 1; }
-  OUR_SRC="$src" OUR_SRC_LABEL="$(label_of "$rev")" start_ours > "$TMP/info"
+  OUR_SRC="$src" OUR_SRC_LABEL="$(label_of_rev "$rev")" OUR_EXTRA_ARGS="$args" start_ours > "$TMP/info"
   sed "s/^/$side: /" "$TMP/info"
   printf -v "PID_$side" '%s' "$SERVER_PID"; printf -v "PORT_$side" '%s' "$OUR_PORT"
 }
 start_side A "$REV_A"
 start_side B "$REV_B"
+
+# SCRAPE: a scraper per side with a metrics listener, stopped with the script.
+SCRAPER_PIDS=""
+if [ -n "${SCRAPE:-}" ]; then
+  for side in A B; do
+    args_var="ARGS_$side"
+    listen="$(sed -n 's/.*--metrics-listen[ =]\([^ ]*\).*/\1/p' <<< "${!args_var:-}")"
+    [ -n "$listen" ] || continue
+    (while sleep "$SCRAPE"; do curl -s -o /dev/null "http://$listen/metrics"; done) &
+    SCRAPER_PIDS="$SCRAPER_PIDS $!"
+    echo "side $side: /metrics scraped every $SCRAPE s at http://$listen/metrics"
+  done
+fi
 
 OUT="$ROOT_TMP/results.jsonl"
 : > "$OUT"
@@ -96,7 +124,8 @@ pair=0
 for run in $(seq 1 "$PAIRS"); do
   for client in $CLIENTS; do
     for mode in $MODES; do
-      if [ $(((run + pair) % 2)) = 1 ]; then order="A B"; else order="B A"; fi
+      # Alternate per measured cell (run + pair was always odd with a single client and mode).
+      if [ $((pair % 2)) = 0 ]; then order="A B"; else order="B A"; fi
       for side in $order; do
         port_var="PORT_$side"; pid_var="PID_$side"
         echo "== pair $run/$PAIRS client=$client mode=$mode side $side"
@@ -114,5 +143,5 @@ for run in $(seq 1 "$PAIRS"); do
 done
 
 echo
-"$VENV/bin/python" "$BENCH/ab_summary.py" "$OUT" --a "$(label_of "$REV_A")" --b "$(label_of "$REV_B")"
+"$VENV/bin/python" "$BENCH/ab_summary.py" "$OUT" --a "$(label_of "$REV_A" A)" --b "$(label_of "$REV_B" B)"
 mkdir -p "$RESULTS"; cp "$OUT" "$RESULTS/ab-$(date +%Y%m%d-%H%M%S).jsonl"

@@ -31,13 +31,14 @@ _authz() { _clean_env; _authz_command; "${CLEAN_ENV[@]}" "${AUTHZ_CMD[@]}" "$@";
 
 # authz serve --workers 1 on 127.0.0.1:$OUR_PORT with the peer PKI, a fresh data dir under $TMP and
 # the two benchmark clients; log in $TMP/authz-server.log. Returns once it answers over TLS.
-# OUR_SERVE_ARGS: more options for authz serve (split on spaces), e.g. "--revocation-check crl".
+# OUR_SERVE_ARGS (or OUR_EXTRA_ARGS): more `authz serve` options (split on spaces), e.g.
+# "--revocation-check crl" or "--metrics-listen 127.0.0.1:9464".
 # With OUR_PROXY=FORMAT (e.g. nginx): proxy mode instead, plain HTTP to a proxy on 127.0.0.1 that
 # forwards the client certificate in its header; OUR_ISSUER = the proxy's public URL.
 start_ours() {
   local data="$TMP/data" scheme=https
   local -a listen extra=()
-  read -r -a extra <<< "${OUR_SERVE_ARGS:-}"
+  read -r -a extra <<< "${OUR_SERVE_ARGS:-${OUR_EXTRA_ARGS:-}}"
   if [ -n "${OUR_PROXY:-}" ]; then
     listen=(--proxy-cert-header "$OUR_PROXY" --trusted-proxy 127.0.0.1 --issuer "${OUR_ISSUER:?OUR_ISSUER: the URL of the proxy}")
     scheme=http
@@ -65,7 +66,7 @@ start_ours() {
     git -C "$REPO" diff --quiet HEAD -- authz 2>/dev/null || dirty="+uncommitted changes in authz/ (diff sha1 $(git -C "$REPO" diff HEAD -- authz | sha1sum | cut -c1-10))"
     code="git $(git -C "$REPO" rev-parse --short HEAD)$dirty"
   fi
-  echo "our server: authz $(_authz --version | awk '{print $NF}') $code pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL${OUR_PROXY:+ proxy mode ($OUR_PROXY header, plain HTTP)}"
+  echo "our server: authz $(_authz --version | awk '{print $NF}') $code pid $SERVER_PID port $OUR_PORT log-level $LOG_LEVEL${OUR_PROXY:+ proxy mode ($OUR_PROXY header, plain HTTP)}${OUR_EXTRA_ARGS:+ options: $OUR_EXTRA_ARGS}"
 }
 
 # wait_until_up NAME PID URL LOG SECONDS: until URL answers (over TLS: the peer PKI's CA), or the

@@ -83,6 +83,9 @@ def test_no_token_gets_a_plain_challenge(deployment: Deployment) -> None:
 
 def test_health_needs_no_token(deployment: Deployment) -> None:
     assert deployment.call("jwt", "/health", who=None).json() == {"status": "ok"}
+    # The probe path the authorization server answers too, with the same body.
+    liveness = deployment.call("jwt", "/healthz", who=None)
+    assert (liveness.status_code, liveness.json()) == (200, {"status": "alive"})
 
 
 def test_expired_token(deployment: Deployment) -> None:

@@ -1,6 +1,6 @@
 """The sample API: accounts, readable with ``accounts:read``, creatable with ``accounts:write``.
 
-    GET  /health                    no token (exempt)
+    GET  /health, /healthz          no token (exempt): the process answers (probes)
     GET  /accounts                  accounts:read
     GET  /accounts/{account_id}     accounts:read
     POST /accounts                  accounts:write   {"owner": "...", "currency": "EUR"}
@@ -48,6 +48,11 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+async def healthz(request: Request) -> JSONResponse:
+    # The authorization server's liveness answer, so one probe definition fits both.
+    return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
+
+
 @require_scopes("accounts:read")
 async def list_accounts(request: Request) -> JSONResponse:
     accounts = request.app.state.accounts
@@ -86,6 +91,7 @@ async def create_account(request: Request) -> JSONResponse:
 def routes() -> list[Route]:
     return [
         Route("/health", health, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/accounts", list_accounts, methods=["GET"]),
         Route("/accounts", create_account, methods=["POST"]),
         Route("/accounts/{account_id}", get_account, methods=["GET"]),
@@ -102,11 +108,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(validator: TokenValidator, *, realm: str = "accounts", allow_unbound_tokens: bool = False,
                max_body_bytes: int = MAX_BODY_BYTES) -> Any:
-    """The Starlette app wrapped in ``BearerTokenMiddleware`` (``/health`` stays open)."""
+    """The Starlette app wrapped in ``BearerTokenMiddleware`` (``/health`` and ``/healthz`` stay open)."""
     app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error})
     # GET /accounts/ is a 404 like any unknown path, not a redirect a client might follow
     # with its token.
     app.router.redirect_slashes = False
     app.state.accounts = _seed()
-    return BearerTokenMiddleware(app, validator, realm=realm, exempt_paths={"/health"},
+    return BearerTokenMiddleware(app, validator, realm=realm, exempt_paths={"/health", "/healthz"},
                                  allow_unbound_tokens=allow_unbound_tokens, max_body_bytes=max_body_bytes)

@@ -64,7 +64,7 @@ def sample_api(**options: Any) -> None:
     (RFC 8705 §3) for --audience.
 
     \b
-    GET  /health                  no token
+    GET  /health, /healthz        no token
     GET  /accounts                accounts:read
     GET  /accounts/{account_id}   accounts:read
     POST /accounts                accounts:write
