@@ -35,9 +35,9 @@ from typing import Any
 import structlog
 import uvloop
 
+from authz.metrics import state as metrics
 from authz.reload import install_reload_signal
 from authz.tls.credentials import ServerCredentials, credentials_of
-from authz.metrics import state as metrics
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",

@@ -54,6 +54,7 @@ from authz.certificates.revocation.config import (
 from authz.certificates.revocation.crl import CRLUnusable, LoadedCRL, RevokedEntry, parse_crl, signature_problem
 from authz.certificates.revocation.fetch import Fetcher, FetchFailed
 from authz.certificates.revocation.ocsp import OCSPAnswer, OCSPUnusable, build_request, check_response
+from authz.metrics import revocation_data_updated
 
 __all__ = ["RevocationChecker", "RevocationCounters", "read_crl_file"]
 
@@ -602,9 +603,16 @@ class RevocationChecker:
                                     loaded.next_update - min(_REFRESH_LEAD, max(validity, 0.0) / 10))
             self.counters.crl_loads += 1
             log.info("crl_loaded", **loaded.log_fields())
+            self._report_freshness(loaded)
             self._new_generation()
         finally:
             source.task = None
+
+    def _report_freshness(self, loaded: LoadedCRL) -> None:
+        """To the metrics (authz_revocation_data_* gauges) and to /readyz, which is not ready
+        while hard-fail revocation data is past its nextUpdate."""
+        revocation_data_updated(f"crl:{loaded.source}", next_update=loaded.next_update,
+                                hard_fail=self.config.hard_fail)
 
     def _checked_crl(self, data: bytes, url: str, issuer: PathCA) -> LoadedCRL:
         """Parse and check a fetched CRL (on the revocation thread)."""
@@ -724,6 +732,7 @@ class RevocationChecker:
             held.crl, held.error, held.stale_reported = loaded, None, False
             self.counters.crl_loads += 1
             log.info("crl_loaded", **loaded.log_fields())
+            self._report_freshness(loaded)
             self._report_stale(held)
             changed = True
         if changed:
