@@ -21,6 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from authz.certificates.path import PathCA
+from authz.certificates.revocation.unusable import RevocationDataUnusable
 
 __all__ = ["CRLUnusable", "LoadedCRL", "RevokedEntry", "parse_crl", "reason_code", "signature_problem"]
 
@@ -50,14 +51,9 @@ def reason_code(reason: x509.ReasonFlags | None) -> int | None:
     return None if reason is None else _REASON_CODES.get(reason)
 
 
-class CRLUnusable(Exception):
-    """A CRL that is not used: ``why`` is a short token for the log (``unparsable``,
-    ``delta_crl``, ``unsupported``, ``bad_signature``, ``stale``, ``not_yet_valid``)."""
-
-    def __init__(self, why: str, detail: str) -> None:
-        super().__init__(f"{why}: {detail}")
-        self.why = why
-        self.detail = detail
+class CRLUnusable(RevocationDataUnusable):
+    """A CRL that is not used (``unparsable``, ``delta_crl``, ``unsupported``, ``bad_signature``,
+    ``stale``, ``not_yet_valid``)."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from authz.certificates.path import PathCA
 from authz.certificates.revocation.crl import reason_code
+from authz.certificates.revocation.unusable import RevocationDataUnusable
 
 __all__ = ["OCSPAnswer", "OCSPUnusable", "build_request", "check_response"]
 
@@ -38,13 +39,8 @@ _SKEW = 300.0
 Status = Literal["good", "revoked", "unknown"]
 
 
-class OCSPUnusable(Exception):
-    """The response is not used; ``why`` is a short token for the log."""
-
-    def __init__(self, why: str, detail: str) -> None:
-        super().__init__(f"{why}: {detail}")
-        self.why = why
-        self.detail = detail
+class OCSPUnusable(RevocationDataUnusable):
+    """An OCSP response that is not used."""
 
 
 @dataclass(frozen=True)
