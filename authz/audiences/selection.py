@@ -55,11 +55,13 @@ def select_audience(client: RegisteredClient, resources: Sequence[str], scopes: 
     wanted = list(dict.fromkeys(resources))
     belonging: set[str] = set()
     for resource in wanted:
-        problem = resource_uri_problem(resource)
-        if problem is not None:
-            raise InvalidTargetError(description=f"resource {_shown(resource)} {problem}")
         server = servers.get(resource)
         if server is None:
+            # A registered identifier was checked at registration: only an unknown value needs
+            # the URI check, to say what is wrong with it (this runs for every token request).
+            problem = resource_uri_problem(resource)
+            if problem is not None:
+                raise InvalidTargetError(description=f"resource {_shown(resource)} {problem}")
             raise InvalidTargetError(description=f"unknown resource: {_shown(resource)}")
         if resource not in client.allowed_resources:
             raise InvalidTargetError(description=f"resource not allowed for this client: {_shown(resource)}")
