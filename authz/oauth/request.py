@@ -138,8 +138,11 @@ def parse_form(body: bytes) -> Form:
         name, _, value = field.partition("=")
         if "%" in field or "+" in field:  # most token requests have nothing to decode
             try:
-                name = unquote_plus(name, errors="strict")
-                value = unquote_plus(value, errors="strict")
+                # Each part only if it needs it: a resource URI's value does, its name does not.
+                if "%" in name or "+" in name:
+                    name = unquote_plus(name, errors="strict")
+                if "%" in value or "+" in value:
+                    value = unquote_plus(value, errors="strict")
             except UnicodeDecodeError as exc:
                 raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
         if name in form:

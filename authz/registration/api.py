@@ -224,6 +224,8 @@ async def _json_body(request: Request) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _error(400, "invalid_request", f"the body is not valid JSON: {exc}"[:200])
+    except RecursionError:  # arrays or objects nested thousands deep: no metadata looks like that
+        return _error(400, "invalid_request", "the body is not valid client metadata: JSON nested too deeply")
 
 
 def _warned(warnings: list[str], client_id: str, actor: str) -> dict[str, Any]:

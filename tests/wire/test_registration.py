@@ -201,6 +201,9 @@ def test_bodies_that_are_too_large_or_not_json(wire: WireClient, pki: WirePKI) -
         "the body must be application/json (RFC 7591 section 3.1)")
     broken = call(wire, "POST", "/register", token=token, pki=pki, raw=b"{not json")
     assert broken.status == 400 and broken.json()["error_description"].startswith("the body is not valid JSON")
+    nested = call(wire, "POST", "/register", token=token, pki=pki, raw=b"[" * 30_000 + b"]" * 30_000)
+    assert (nested.status, nested.json()["error_description"]) == (
+        400, "the body is not valid client metadata: JSON nested too deeply")
 
 
 def test_metadata_announces_the_endpoint(wire: WireClient) -> None:
