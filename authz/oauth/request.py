@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote_plus
 
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
 from starlette.datastructures import Headers
@@ -14,6 +13,7 @@ from starlette.types import Receive
 from authz.clients.directory import UnusableRegistration
 from authz.clients.model import MAX_CLIENT_ID_CHARS, RegisteredClient
 from authz.clipping import clipped
+from authz.oauth.percent_decoding import percent_decoded
 
 __all__ = [
     "MAX_FORM_BYTES",
@@ -140,9 +140,9 @@ def parse_form(body: bytes) -> Form:
             try:
                 # Each part only if it needs it: a resource URI's value does, its name does not.
                 if "%" in name or "+" in name:
-                    name = unquote_plus(name, errors="strict")
+                    name = percent_decoded(name)
                 if "%" in value or "+" in value:
-                    value = unquote_plus(value, errors="strict")
+                    value = percent_decoded(value)
             except UnicodeDecodeError as exc:
                 raise MalformedForm("the body is not valid URL-encoded UTF-8") from exc
         if name in form:

@@ -2,11 +2,14 @@
 
 import random
 import re
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
+from authz.oauth.percent_decoding import percent_decoded
 from authz.oauth.request import MalformedForm, parse_form, read_form
 
 FORM = "application/x-www-form-urlencoded"
@@ -37,6 +40,35 @@ def test_generated_forms_parse_as_the_standard_library_does() -> None:
     for _ in range(20000):
         body = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 12))).encode()
         assert _outcome(parse_form, body) == _outcome(_reference, body), body
+
+
+def _decoding(decode: object, text: str) -> object:
+    try:
+        return decode(text)  # type: ignore[operator]
+    except UnicodeDecodeError:
+        return "refused"
+
+
+# Escapes valid and not (any case, stray "%", truncated), UTF-8 sequences whole and cut,
+# raw non-ASCII text, "+".
+_PIECES = st.sampled_from(["%", "%2", "%2f", "%2F", "%3A", "%zz", "%C3", "%A9", "%c3%a9", "%E2%82%AC", "%FF",
+                           "%00", "%25", "+", "é", "€", "a", "/", " "])
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_percent_decoding_is_the_standard_librarys(text: str) -> None:
+    assert _decoding(percent_decoded, text) == _decoding(lambda t: unquote_plus(t, errors="strict"), text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("https%3A%2F%2Fapi.example%2Fv1", "https://api.example/v1"),
+    ("read+write", "read write"),
+    ("100%", "100%"),
+    ("%c3%A9t%C3%a9", "été"),
+    ("%", "%"),
+])
+def test_percent_decoding(text: str, expected: str) -> None:
+    assert percent_decoded(text) == expected
 
 
 @pytest.mark.parametrize(("body", "expected"), [
