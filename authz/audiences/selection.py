@@ -11,7 +11,7 @@ servers existed); a client allowed several must name one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from authlib.oauth2.rfc6749.errors import InvalidScopeError, OAuth2Error
 
@@ -32,8 +32,7 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
     status_code = 400
 
 
-@dataclass(frozen=True)
-class Audience:
+class Audience(NamedTuple):  # a tuple: built on every token request, cheaper than a dataclass
     aud: str | list[str]
     scopes: tuple[str, ...]
 
@@ -52,7 +51,8 @@ def select_audience(client: RegisteredClient, resources: Sequence[str], scopes: 
         resources = client.allowed_resources
     if len(resources) > MAX_RESOURCES:
         raise InvalidTargetError(description=f"at most {MAX_RESOURCES} resource parameters per request")
-    wanted = list(dict.fromkeys(resources))
+    # Nearly every request names one resource (or none): no de-duplication to do then.
+    wanted = resources if len(resources) == 1 else list(dict.fromkeys(resources))
     belonging: set[str] = set()
     for resource in wanted:
         server = servers.get(resource)
@@ -73,9 +73,11 @@ def select_audience(client: RegisteredClient, resources: Sequence[str], scopes: 
                 f"scope not part of the requested resource{'s' if len(wanted) > 1 else ''}: "
                 f"{' '.join(outside)[:200]}"))
         granted = scopes
+    elif belonging.issuperset(scopes):  # the usual case: every registered scope belongs
+        granted = scopes
     else:
         granted = tuple(s for s in scopes if s in belonging)
-    return Audience(wanted[0] if len(wanted) == 1 else wanted, granted)
+    return Audience(wanted[0] if len(wanted) == 1 else list(wanted), granted)
 
 
 def _shown(resource: str) -> str:
