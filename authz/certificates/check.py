@@ -63,9 +63,7 @@ def check_client_certificate(
         if revocation is not None:
             _check_revocation(revocation, presented, path, trace)
         elif trace is not None:
-            # Only authz explain passes a trace: offline, it checks no CRL or OCSP.
-            trace.skipped("revocation", "not checked: authz explain checks no CRL or OCSP offline (the server "
-                          "checks them with --revocation-check)")
+            trace.skipped("revocation", "not checked: revocation checking is off (--revocation-check)")
         return
     if client.auth_method == "self_signed_tls_client_auth":
         # RFC 8705 §2.2: no chain validation; the certificate must be one the client

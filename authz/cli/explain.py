@@ -1,7 +1,9 @@
 """``authz explain``: would this certificate authenticate this client, and if not, what to change.
 
 Offline, with the trust configuration of ``authz serve`` (the same options and ``AUTHZ_*``
-variables, read by the same settings) and the client as the store holds it. The certificate
+variables, read by the same settings) and the client as the store holds it. With revocation
+checking configured, the CRLs and OCSP answers are read and fetched as the server would (the
+command waits for each fetch, at most the fetch timeout). The certificate
 goes through the token endpoint's own code: ``PresentedCertificate.from_der`` (the limits and
 the parse), then ``check_client_certificate`` with a ``CheckTrace`` recording each step. This
 module only prints the steps and, for the one that failed, the change that would fix it.
@@ -13,6 +15,7 @@ no store).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import shlex
@@ -22,13 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from authz.certificates.revocation.options import revocation_options
 from authz.cli.options import store_location_options
 
 if TYPE_CHECKING:  # the command imports them when it runs: `authz --help` stays light
     from cryptography import x509
 
+    from authz.certificates.chain import ChainValidator
     from authz.certificates.presented import PresentedCertificate
     from authz.certificates.rejection import CertificateRejected
+    from authz.certificates.revocation.config import RevocationConfig
     from authz.certificates.trace import CheckTrace
     from authz.clients.model import RegisteredClient
     from authz.settings import Settings
@@ -64,6 +70,7 @@ class _Report:
               help="As for serve (env AUTHZ_TRUST_ANCHORS).")
 @click.option("--intermediate", "intermediates", multiple=True, type=_FILE,
               help="As for serve (env AUTHZ_INTERMEDIATES).")
+@revocation_options(_FILE)
 @store_location_options(environment=False)
 def explain(cert_file: Path, chain_file: Path | None, client_id: str, key_file: Path | None,
             **options: Any) -> None:
@@ -107,7 +114,11 @@ def explain(cert_file: Path, chain_file: Path | None, client_id: str, key_file: 
         report.step("FAIL", "parsed", rejected.reason.public_description, (("detail", rejected.detail),))
     if presented is not None and client is not None:
         try:
-            check_client_certificate(client, presented, validator, trace=trace)
+            revocation = settings.revocation_config() if client.auth_method == "tls_client_auth" else None
+            if revocation is None:
+                check_client_certificate(client, presented, validator, trace=trace)
+            else:
+                asyncio.run(_check_with_revocation(client, presented, validator, revocation, trace))
         except CertificateRejected as rejected:
             refusal = rejected
         finally:
@@ -154,6 +165,39 @@ def explain(cert_file: Path, chain_file: Path | None, client_id: str, key_file: 
     for fix in fixes:
         click.echo(f"fix: {fix}")
     raise SystemExit(1)
+
+
+async def _check_with_revocation(client: RegisteredClient, presented: PresentedCertificate,
+                                 validator: ChainValidator, config: RevocationConfig, trace: CheckTrace) -> None:
+    """``check_client_certificate`` with the revocation data the server would use: the --crl
+    files, and the distribution points and responders of the path, fetched now. The server
+    waits at most --revocation-max-wait for a fetch on a token request (the next requests get
+    the answer); explain has no next request, so it waits for every fetch to end (each is
+    bounded by --revocation-fetch-timeout)."""
+    import dataclasses
+
+    from authz.certificates.check import check_client_certificate
+    from authz.certificates.rejection import CertificateRejected
+    from authz.certificates.revocation.checker import RevocationChecker
+
+    checker = RevocationChecker(dataclasses.replace(config, max_wait=_fetches_end(config)))
+    try:
+        await checker.start(validator.known_cas())
+        try:
+            path = validator.validate(presented)
+        except CertificateRejected:
+            path = None  # refused before revocation matters: the traced check says why
+        if path is not None:
+            await checker.prepare(presented, path)
+        check_client_certificate(client, presented, validator, checker, trace=trace)
+    finally:
+        await checker.close()
+
+
+def _fetches_end(config: RevocationConfig) -> float:
+    # A CRL and an OCSP answer per certificate of the path, fetched at the same time, then
+    # their signatures checked off the event loop: the fetch timeout and a margin.
+    return config.fetch_timeout + 2.0
 
 
 def _read_chain(path: Path) -> list[bytes]:

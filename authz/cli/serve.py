@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from authz.audiences.model import ResourceServer
 from authz.audiences.registry import ResourceServers
+from authz.certificates.revocation.options import revocation_options
 from authz.cli.options import store_location_options, with_store
 from authz.clients.directory import ClientDirectory
 from authz.clients.model import jwk_for_certificate
@@ -168,25 +169,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
 @proxy_options(_PATH, environment=True)
-@click.option("--revocation-check", type=click.Choice(["off", "crl", "ocsp", "crl+ocsp"]),
-              help="Check tls_client_auth certificates and their intermediates for revocation (env "
-                   "AUTHZ_REVOCATION_CHECK, default off).")
-@click.option("--revocation-policy", type=click.Choice(["hard-fail", "soft-fail"]),
-              help="Without a fresh answer: refuse the client, or accept it and log (env AUTHZ_REVOCATION_POLICY, "
-                   "default hard-fail).")
-@click.option("--crl", "crls", multiple=True, type=_PATH,
-              help="CRL file (PEM or DER), repeatable, reloaded when it changes (env AUTHZ_CRLS, comma-separated).")
-@click.option("--revocation-fetch-timeout", type=float,
-              help="Seconds a CRL or OCSP fetch may take in all (env AUTHZ_REVOCATION_FETCH_TIMEOUT, default 3).")
-@click.option("--revocation-max-wait", type=float,
-              help="Seconds a token request may wait for revocation data; fetches go on in the background (env "
-                   "AUTHZ_REVOCATION_MAX_WAIT, default 1).")
-@click.option("--crl-grace", type=float,
-              help="Seconds past its nextUpdate a CRL is still used (env AUTHZ_CRL_GRACE, default 0).")
-@click.option("--crl-max-bytes", type=int,
-              help="Largest CRL fetched from a distribution point (env AUTHZ_CRL_MAX_BYTES, default 10 MiB).")
-@click.option("--ocsp-nonce/--no-ocsp-nonce", default=None,
-              help="Send a nonce in OCSP requests (env AUTHZ_OCSP_NONCE, default no).")
+@revocation_options(_PATH)
 @click.option("--jwks-uri-allow", "jwks_uri_allow", multiple=True, metavar="CIDR",
               help="A network a client's jwks_uri may lead to although it is not public (loopback, private, "
                    "link-local...), repeatable (env AUTHZ_JWKS_URI_ALLOW, comma-separated).")

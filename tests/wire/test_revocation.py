@@ -19,7 +19,7 @@ import pytest
 from authz.certificates.rejection import RejectionReason
 from tests.support.http_files import RevocationHTTPServer
 from tests.support.openssl_ca import OCSPResponder, OpenSSLCA
-from tests.support.server import RunningServer, authz_cli_all, free_port
+from tests.support.server import RunningServer, authz_cli, authz_cli_all, free_port
 from tests.wire.client import WireClient, WireResponse, assert_invalid_client, assert_token_response
 from tests.wire.conftest import StartServer
 from tests.wire.material import Credentials, WirePKI
@@ -278,3 +278,64 @@ def test_ocsp_soft_fail_when_the_responder_is_down(via: str, pki: WirePKI, revoc
     credentials = revocation_pki["ocsp-down"]
     assert_token_response(_token(via, ocsp_soft, pki, credentials, "ocsp-down"))
     assert _logged(ocsp_soft, "revocation_status_unknown", cert_sha256=credentials.sha256_hex)
+
+
+# --- authz explain: the same check, with the same revocation data -----------------------------
+
+def _explain(pki: RevocationPKI, data_dir: Path, name: str, *options: str) -> tuple[int, str]:
+    credentials = pki[name]
+    result = authz_cli("explain", "--cert", str(credentials.cert), "--client-id", name,
+                       "--trust-anchor", str(pki.root.cert), "--revocation-fetch-timeout", "2", *options,
+                       data_dir=data_dir, check=False)
+    return result.returncode, result.stdout
+
+
+def _step(output: str, name: str) -> str:
+    return next(line.split(None, 2)[0] + " " + line.split(None, 2)[2] for line in output.splitlines()
+                if line.split()[1:2] == [name])
+
+
+@pytest.mark.parametrize(("name", "mode"), [("crl-good", "crl"), ("ocsp-good", "ocsp"), ("crl-good", "crl+ocsp")])
+def test_explain_fetches_what_the_server_would_and_passes_a_good_leaf(
+        revocation_pki: RevocationPKI, revocation_data: Path, name: str, mode: str) -> None:
+    code, out = _explain(revocation_pki, revocation_data, name, "--revocation-check", mode)
+    assert code == 0, out
+    assert _step(out, "revocation").startswith("ok neither the certificate nor an intermediate")
+    assert f"check   {mode}" in out and "policy  hard-fail" in out
+
+
+@pytest.mark.parametrize(("name", "mode", "extra", "fix"), [
+    ("crl-revoked", "crl", (), "fix: the certificate is revoked: issue the client a new certificate"),
+    ("ocsp-revoked", "ocsp", (), "fix: the certificate is revoked: issue the client a new certificate"),
+    ("crl-under-revoked-ca", "crl", (), "fix: a CA of its chain is revoked (intermediate 1 serial "),
+    ("crl-down", "crl", (), "fix: no fresh revocation data (hard-fail: leaf (serial "),
+    ("crl-stale", "crl", (), "fix: no fresh revocation data (hard-fail: leaf (serial "),
+])
+def test_explain_refuses_what_the_server_refuses(revocation_pki: RevocationPKI, revocation_data: Path,
+                                                 name: str, mode: str, extra: tuple[str, ...], fix: str) -> None:
+    code, out = _explain(revocation_pki, revocation_data, name, "--revocation-check", mode, *extra)
+    assert code == 1, out
+    assert _step(out, "revocation").startswith("FAIL ")
+    assert any(line.startswith(fix) for line in out.splitlines()), out
+
+
+def test_explain_reads_the_crl_files(revocation_pki: RevocationPKI, revocation_data: Path) -> None:
+    # file-client's certificate names no distribution point: only the --crl file answers.
+    code, out = _explain(revocation_pki, revocation_data, "file-client", "--revocation-check", "crl")
+    assert code == 1 and "fix: no fresh revocation data" in out, out
+    code, out = _explain(revocation_pki, revocation_data, "file-client", "--revocation-check", "crl",
+                         "--crl", str(revocation_pki.crl_file))
+    assert code == 0, out
+
+
+def test_explain_soft_fail_accepts_as_the_server_does(revocation_pki: RevocationPKI, revocation_data: Path) -> None:
+    code, out = _explain(revocation_pki, revocation_data, "crl-down", "--revocation-check", "crl",
+                         "--revocation-policy", "soft-fail")
+    assert code == 0, out
+    assert "policy  soft-fail" in out
+
+
+def test_explain_without_revocation_checking_says_so(revocation_pki: RevocationPKI, revocation_data: Path) -> None:
+    code, out = _explain(revocation_pki, revocation_data, "crl-revoked")
+    assert code == 0, out
+    assert _step(out, "revocation") == "skip not checked: revocation checking is off (--revocation-check)"
