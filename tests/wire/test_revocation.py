@@ -319,13 +319,30 @@ def test_explain_refuses_what_the_server_refuses(revocation_pki: RevocationPKI, 
     assert any(line.startswith(fix) for line in out.splitlines()), out
 
 
-def test_explain_reads_the_crl_files(revocation_pki: RevocationPKI, revocation_data: Path) -> None:
-    # file-client's certificate names no distribution point: only the --crl file answers.
-    code, out = _explain(revocation_pki, revocation_data, "file-client", "--revocation-check", "crl")
+def test_explain_reads_the_crl_files(revocation_pki: RevocationPKI, revocation_data: Path, tmp_path: Path) -> None:
+    # A CA of its own (other tests revoke in the file CA's database and count its CRL's
+    # entries), whose certificates name no distribution point: only a --crl file answers.
+    name = "explain-file-client"
+    ca = OpenSSLCA(tmp_path / "ca", f"CN=Explain File CA,{ORG}", parent=revocation_pki.root,
+                   crl_url=f"{revocation_pki.http.url}/root.crl")
+    credentials = _credentials(ca, name)
+    revocation_pki.credentials[name] = credentials
+    authz_cli("clients", "add", name, "--auth-method", "tls_client_auth", "--subject-dn", f"CN={name},{ORG}",
+              data_dir=revocation_data)
+    code, out = _explain(revocation_pki, revocation_data, name, "--revocation-check", "crl")
     assert code == 1 and "fix: no fresh revocation data" in out, out
-    code, out = _explain(revocation_pki, revocation_data, "file-client", "--revocation-check", "crl",
-                         "--crl", str(revocation_pki.crl_file))
+    before = ca.gencrl(tmp_path / "before.crl")
+    code, out = _explain(revocation_pki, revocation_data, name, "--revocation-check", "crl", "--crl", str(before))
     assert code == 0, out
+    ca.revoke(credentials.cert, "superseded")
+    after = ca.gencrl(tmp_path / "after.crl")
+    code, out = _explain(revocation_pki, revocation_data, name, "--revocation-check", "crl", "--crl", str(after))
+    assert code == 1, out
+    assert f"revoked (reason superseded) according to CRL {after}" in _step_detail(out), out
+
+
+def _step_detail(output: str) -> str:
+    return next(line.strip() for line in output.splitlines() if line.strip().startswith("detail"))
 
 
 def test_explain_soft_fail_accepts_as_the_server_does(revocation_pki: RevocationPKI, revocation_data: Path) -> None:
