@@ -153,9 +153,9 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
 @click.option("--advertise-ca-names", is_flag=True, default=None,
               help="Name the trust anchors in the TLS CertificateRequest, so that clients holding several "
-                   "certificates pick one the anchors issued. Off by default: Go clients (tls.Config.Certificates) "
-                   "then send no self-signed certificate, so self_signed_tls_client_auth clients fail (env "
-                   "AUTHZ_ADVERTISE_CA_NAMES).")
+                   "certificates pick one the anchors issued. Off by default because with it, Go clients "
+                   "(tls.Config.Certificates) send no self-signed certificate: their self_signed_tls_client_auth "
+                   "fails. Not with --proxy-cert-header (env AUTHZ_ADVERTISE_CA_NAMES).")
 @click.option("--host", help="Bind address (env AUTHZ_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (env AUTHZ_PORT, default 8443).")
 @store_location_options(environment=False)
