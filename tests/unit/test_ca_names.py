@@ -106,6 +106,34 @@ def test_the_self_test_catches_names_that_did_not_go_out(server_pem: tuple[Path,
         run_self_test(context, [anchor.cert.subject for anchor in anchors])
 
 
+class _NotAName:
+    """Stands for a name OpenSSL cannot take: its DER is given."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self) -> bytes:
+        return self.der
+
+    def rfc4514_string(self) -> str:
+        return "not a name"
+
+
+@pytest.mark.parametrize("der", [b"\x30\x03\x02\x01\x01", b"trailing"],
+                         ids=["a SEQUENCE of an INTEGER", "a name with trailing bytes"])
+def test_a_name_openssl_cannot_decode_changes_nothing(server_pem: tuple[Path, Path], anchors: list[TestCA],
+                                                      der: bytes) -> None:
+    context = build_server_context(*map(str, server_pem))
+    kept = [anchors[0].cert.subject]
+    advertise_ca_names(context, kept)
+    if der == b"trailing":
+        der = anchors[1].cert.subject.public_bytes() + b"\x00"
+    # The first name is decoded and pushed, then the list is freed with it (OPENSSL_sk_pop_free).
+    with pytest.raises(CANamesError, match="OpenSSL could not decode the CA name 'not a name'"):
+        advertise_ca_names(context, [anchors[1].cert.subject, _NotAName(der)])  # type: ignore[list-item]
+    assert _ders(advertised_ca_names(context)) == _ders(kept)
+
+
 def test_reading_the_names_from_a_client_needs_the_expected_layout() -> None:
     with pytest.raises(CANamesError, match="no _sslobj"):
         received_ca_names(types.SimpleNamespace())  # type: ignore[arg-type]
