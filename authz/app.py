@@ -31,6 +31,7 @@ from authz.registration.constants import REGISTRATION_PATH
 from authz.registration.credentials import RegistrationCredentials
 from authz.registration.local_tokens import LocalTokenValidator
 from authz.settings import Settings
+from authz.tls.ca_names import distinct_subjects
 
 __all__ = ["AuthorizationServerApp", "create_app"]
 
@@ -133,6 +134,9 @@ def create_app(
         # traverse what requests allocate.
         gc.freeze()
         log.info("server_started", issuer=ctx.issuer, trust_anchors=ctx.validator.anchor_count,
+                 # The names in the TLS CertificateRequest (--advertise-ca-names); 0: none.
+                 ca_names_advertised=len(distinct_subjects(ctx.validator.anchors)) if settings.advertise_ca_names
+                 else 0,
                  signing_kid=ctx.keys.active.kid, revocation_check=settings.revocation_check,
                  **({"revocation_policy": settings.revocation_policy} if settings.revocation_check != "off" else {}))
         try:

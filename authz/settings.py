@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     intermediates: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="PEM files of intermediate CAs clients may omit"
     )
+    advertise_ca_names: bool = Field(
+        False, description="name the trust anchors in the TLS CertificateRequest, so that clients holding several "
+                           "certificates pick one they issued; clients that filter by the names (Go) then send no "
+                           "self-signed certificate"
+    )
     audience: str | None = Field(None, description="aud of access tokens; default: the issuer")
     access_token_lifetime: int = Field(600, ge=10, le=86_400, description="seconds")
     mtls_alias_base: str | None = Field(
@@ -193,6 +198,21 @@ class Settings(BaseSettings):
         proxy_options = self.proxy_cert_header_name or self.trusted_proxies or self.trusted_proxy_certs
         if self.proxy_cert_header is None and (proxy_options or self.trusted_proxy_cas):
             raise ValueError("--proxy-cert-header (AUTHZ_PROXY_CERT_HEADER) is required with the other proxy options")
+        return self
+
+    @model_validator(mode="after")
+    def _ca_names_from_own_tls_and_anchors(self) -> Settings:
+        if not self.advertise_ca_names:
+            return self
+        if self.proxy_cert_header is not None:
+            # Clients see the proxy's CertificateRequest; this server's TLS listener, if any,
+            # serves the proxies, whose certificates the trust anchors do not issue.
+            raise ValueError("--advertise-ca-names (AUTHZ_ADVERTISE_CA_NAMES) applies to this server's own TLS "
+                             "listener, not behind a proxy (--proxy-cert-header): the proxy's configuration decides "
+                             "which CA names clients are sent")
+        if not self.trust_anchors:
+            raise ValueError("--advertise-ca-names (AUTHZ_ADVERTISE_CA_NAMES) needs --trust-anchor "
+                             "(AUTHZ_TRUST_ANCHORS): the names advertised are the trust anchors' subjects")
         return self
 
     @model_validator(mode="after")

@@ -79,7 +79,8 @@ def run_server(settings: Settings, access_log: bool) -> None:
         # Also runs the TLS self-test: refuse to start if client certificates cannot be
         # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
         # plain HTTP from the trusted proxies.
-        tls_options = (uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key))
+        tls_options = (uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key),
+                                            settings.trust_anchors if settings.advertise_ca_names else ())
                        if settings.tls_cert is not None and settings.tls_key is not None else uvicorn_plain_options())
     except (ConfigurationError, ServerTLSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -151,6 +152,11 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="CA certificate(s) for tls_client_auth, PEM, repeatable (env AUTHZ_TRUST_ANCHORS, comma-separated).")
 @click.option("--intermediate", "intermediates", multiple=True, type=_PATH,
               help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
+@click.option("--advertise-ca-names", is_flag=True, default=None,
+              help="Name the trust anchors in the TLS CertificateRequest, so that clients holding several "
+                   "certificates pick one the anchors issued. Off by default because with it, Go clients "
+                   "(tls.Config.Certificates) send no self-signed certificate: their self_signed_tls_client_auth "
+                   "fails. Not with --proxy-cert-header (env AUTHZ_ADVERTISE_CA_NAMES).")
 @click.option("--host", help="Bind address (env AUTHZ_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (env AUTHZ_PORT, default 8443).")
 @store_location_options(environment=False)

@@ -10,6 +10,10 @@ context, and with it its certificate, so none is dropped.
 Before the swap, the new files must be what a start-up would accept, and more precisely named:
 a PEM certificate, a PEM private key that is this certificate's key, and a context that passes
 the TLS self-test (``configure_for_mtls``). Anything else is ``ReloadRefused`` with the file.
+
+With ``--advertise-ca-names`` the trust anchor files are inputs of the context too (the
+CertificateRequest names their subjects, ``authz.tls.ca_names``): when they change, the
+context is rebuilt the same way, so new handshakes advertise the new anchors.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from authz.reload import PreparedChange, Reloader, ReloadRefused, reload_hooks
+from authz.tls.ca_names import distinct_subjects
 
 __all__ = ["ServerCredentials", "certificate_summary", "credentials_of", "register_credentials"]
 
@@ -48,17 +54,21 @@ class _Loaded:
 
 
 class ServerCredentials:
-    """A certificate file and a key file, and the TLS context currently built from them."""
+    """A certificate file and a key file (and, with ``--advertise-ca-names``, the files of the
+    CAs it names), and the TLS context currently built from them."""
 
-    def __init__(self, certfile: Path | str, keyfile: Path | str | None, context: ssl.SSLContext) -> None:
+    def __init__(self, certfile: Path | str, keyfile: Path | str | None, context: ssl.SSLContext,
+                 ca_name_files: Sequence[Path | str] = ()) -> None:
         self.certfile = Path(certfile)
         self.keyfile = Path(keyfile) if keyfile is not None else None
+        self.ca_name_files = tuple(Path(file) for file in ca_name_files)
         self._context = context
         # Of the files the context was built from, as far as we can tell: uvicorn read them
-        # just before. A reload with both files unchanged then rebuilds nothing.
+        # just before. A reload with every file unchanged then rebuilds nothing.
         try:
             self._digest = _digest(self.certfile.read_bytes(),
-                                   self.keyfile.read_bytes() if self.keyfile is not None else b"")
+                                   self.keyfile.read_bytes() if self.keyfile is not None else b"",
+                                   [file.read_bytes() for file in self.ca_name_files])
         except OSError:
             self._digest = b""
 
@@ -70,7 +80,7 @@ class ServerCredentials:
     def prepare(self) -> PreparedChange | None:
         """A reload hook (``authz.reload``): load and validate the files, build and self-test
         their context; None when neither file changed since the last load."""
-        loaded = load_credentials(self.certfile, self.keyfile, unless_digest=self._digest)
+        loaded = load_credentials(self.certfile, self.keyfile, self.ca_name_files, unless_digest=self._digest)
         if loaded is None:
             return None
 
@@ -88,17 +98,21 @@ def _read(path: Path, what: str) -> bytes:
         raise ReloadRefused(path, f"cannot read the {what}: {exc.strerror or exc}") from exc
 
 
-def load_credentials(certfile: Path, keyfile: Path | None, *, unless_digest: bytes = b"") -> _Loaded | None:
-    """Validate a certificate and key pair and build its server context; ``ReloadRefused``
-    naming the file. None when the files' bytes hash to ``unless_digest``."""
+def load_credentials(certfile: Path, keyfile: Path | None, ca_name_files: Sequence[Path] = (), *,
+                     unless_digest: bytes = b"") -> _Loaded | None:
+    """Validate a certificate and key pair and build its server context, advertising the
+    subjects of the certificates in ``ca_name_files``; ``ReloadRefused`` naming the file.
+    None when the files' bytes hash to ``unless_digest``."""
     # Imported here: authz.tls.context imports this module for its uvicorn factory.
     from authz.tls.context import ServerTLSError, build_server_context
 
     cert_bytes = _read(certfile, "certificate")
     key_bytes = _read(keyfile, "private key") if keyfile is not None else b""
-    digest = _digest(cert_bytes, key_bytes)
+    ca_bytes = [_read(file, "trust anchors") for file in ca_name_files]
+    digest = _digest(cert_bytes, key_bytes, ca_bytes)
     if digest == unless_digest:
         return None
+    ca_names = _ca_names(ca_name_files, ca_bytes)
     try:
         chain = x509.load_pem_x509_certificates(cert_bytes)
     except ValueError as exc:
@@ -109,16 +123,30 @@ def load_credentials(certfile: Path, keyfile: Path | None, *, unless_digest: byt
         raise ReloadRefused(keyfile or certfile, f"the private key does not match the certificate in {certfile} "
                             f"({leaf.subject.rfc4514_string()}, serial {leaf.serial_number:x})")
     try:
-        context = build_server_context(str(certfile), str(keyfile) if keyfile is not None else None)
+        context = build_server_context(str(certfile), str(keyfile) if keyfile is not None else None, ca_names)
     except (ssl.SSLError, OSError) as exc:
         raise ReloadRefused(certfile, f"OpenSSL refused the certificate and key: {exc}") from exc
     except ServerTLSError as exc:
         raise ReloadRefused(certfile, str(exc)) from exc
-    return _Loaded(context, digest, certificate_summary(leaf))
+    summary = certificate_summary(leaf)
+    if ca_name_files:
+        summary["ca_names_advertised"] = len(ca_names)
+    return _Loaded(context, digest, summary)
 
 
-def _digest(cert_bytes: bytes, key_bytes: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(cert_bytes).digest() + hashlib.sha256(key_bytes).digest()).digest()
+def _ca_names(files: Sequence[Path], contents: list[bytes]) -> list[x509.Name]:
+    certificates: list[x509.Certificate] = []
+    for file, data in zip(files, contents, strict=True):
+        try:
+            certificates.extend(x509.load_pem_x509_certificates(data))
+        except ValueError as exc:
+            raise ReloadRefused(file, f"the trust anchor file holds no PEM certificate ({exc})") from exc
+    return distinct_subjects(certificates)
+
+
+def _digest(cert_bytes: bytes, key_bytes: bytes, ca_bytes: Sequence[bytes] = ()) -> bytes:
+    parts = [cert_bytes, key_bytes, *ca_bytes]
+    return hashlib.sha256(b"".join(hashlib.sha256(part).digest() for part in parts)).digest()
 
 
 def _private_key(path: Path, data: bytes) -> PrivateKeyTypes:
@@ -145,9 +173,10 @@ _CREDENTIALS: weakref.WeakKeyDictionary[ssl.SSLContext, ServerCredentials] = wea
 
 
 def register_credentials(context: ssl.SSLContext, certfile: str, keyfile: str | None,
-                         reloader: Reloader = reload_hooks) -> ServerCredentials:
+                         reloader: Reloader = reload_hooks, *,
+                         ca_name_files: Sequence[Path | str] = ()) -> ServerCredentials:
     """Record that ``context`` was built from these files, and reload them on ``SIGHUP``."""
-    credentials = ServerCredentials(certfile, keyfile, context)
+    credentials = ServerCredentials(certfile, keyfile, context, ca_name_files)
     _CREDENTIALS[context] = credentials
     reloader.register("server_certificate", credentials.prepare)
     return credentials

@@ -5,7 +5,9 @@ that the server context does what this server relies on:
   application (``authz.tls.accept_any``);
 - the TLS profile (``authz.tls.tls_profile``) took effect: each of its key-exchange groups
   works and no other group does, TLS 1.2 offers no suite outside its AEAD list, a client
-  certificate cannot be proven with a SHA-224 signature, and no session is resumed.
+  certificate cannot be proven with a SHA-224 signature, and no session is resumed;
+- with ``--advertise-ca-names``, the CertificateRequest of TLS 1.3 and of TLS 1.2 carries
+  exactly the trust anchors' names (``authz.tls.ca_names``).
 
 The settings behind both go through ctypes and CPython internals; if any proof fails the
 server must not start, rather than silently serve something else. The clients here are
@@ -20,6 +22,7 @@ import contextlib
 import datetime
 import ssl
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from authz.tls import tls_profile
+from authz.tls.ca_names import CANamesError, received_ca_names
 from authz.tls.extension import peer_certificate_chain
 
 __all__ = ["TLSSelfTestError", "run_self_test"]
@@ -124,8 +128,9 @@ def _client_context(maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUP
     return context
 
 
-def run_self_test(server_context: ssl.SSLContext) -> None:
-    """Raise ``TLSSelfTestError`` unless every property listed in the module docstring holds."""
+def run_self_test(server_context: ssl.SSLContext, advertised_ca_names: Sequence[x509.Name] = ()) -> None:
+    """Raise ``TLSSelfTestError`` unless every property listed in the module docstring holds;
+    ``advertised_ca_names``: the names the CertificateRequest must carry (none: not checked)."""
     cert_pem, key_pem = _throwaway_self_signed()
     with tempfile.TemporaryDirectory(prefix="authz-selftest-") as tmp:
         cert_file, key_file = Path(tmp, "c.pem"), Path(tmp, "k.pem")
@@ -147,6 +152,8 @@ def run_self_test(server_context: ssl.SSLContext) -> None:
     _prove_tls12_suites_refused(server_context)
     _prove_sha224_not_requested(server_context, sha224_client)
     _prove_no_resumption(server_context)
+    if advertised_ca_names:
+        _prove_ca_names_advertised(server_context, advertised_ca_names)
 
 
 def _prove_the_certificate_arrives(server_context: ssl.SSLContext, client_context: ssl.SSLContext, group: str,
@@ -213,3 +220,25 @@ def _prove_no_resumption(server_context: ssl.SSLContext) -> None:
             "the server resumed a TLS 1.2 session: its session cache is on (memory per client chain, "
             "and a resumed session loses the client's intermediates)"
         )
+
+
+def _prove_ca_names_advertised(server_context: ssl.SSLContext, expected: Sequence[x509.Name]) -> None:
+    # Read on the client side, as a client would see them: Python has no call for it, so
+    # through the client's SSL* (authz.tls.ca_names). Without --advertise-ca-names this is
+    # not run, and the server does not depend on reaching an SSL*. Two handshakes without a
+    # client certificate (the CertificateRequest is sent all the same): about 2 ms.
+    wanted = [name.public_bytes() for name in expected]
+    for label, version in (("TLS 1.3", ssl.TLSVersion.TLSv1_3), ("TLS 1.2", ssl.TLSVersion.TLSv1_2)):
+        try:
+            handshake = _handshake(server_context, _client_context(version))
+            received = [name.public_bytes() for name in received_ca_names(handshake.client)]
+        except ssl.SSLError as exc:
+            raise TLSSelfTestError(f"a {label} handshake failed ({exc.reason or exc})") from exc
+        except CANamesError as exc:
+            raise TLSSelfTestError(f"the CA names the server advertises cannot be checked ({exc}); "
+                                   "run without --advertise-ca-names") from exc
+        if received != wanted:
+            raise TLSSelfTestError(
+                f"the {label} CertificateRequest carries {len(received)} CA name(s), not the "
+                f"{len(wanted)} trust anchor name(s) --advertise-ca-names should send"
+            )

@@ -154,20 +154,30 @@ def run_node(node_modules: Path, *args: str) -> dict[str, Any]:
 # --- Go: golang.org/x/oauth2/clientcredentials -----------------------------------------------
 
 @pytest.fixture(scope="session")
-def go_harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/interop/go built against Debian's x/oauth2 sources (GOPATH mode: no module proxy),
-    with a build cache of this session's own."""
+def go_build_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this session's Go programs and their build cache go."""
+    return tmp_path_factory.mktemp("go-build")
+
+
+def go_build(build: Path, name: str, source_dir: Path, *files: str) -> Path:
+    """``go build`` of ``files`` in ``source_dir`` into ``build/name``: GOPATH mode against
+    Debian's sources (no module proxy), with the session's own build cache."""
     go = require_command("go", "golang-go")
-    require_package("golang-golang-x-oauth2-dev", GO_OAUTH2)
-    build = tmp_path_factory.mktemp("go-build")
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(build / "cache"),
            "GOFLAGS": "", "GOPROXY": "off"}
-    binary = build / "harness"
-    result = subprocess.run([go, "build", "-o", str(binary), "recipe.go", "harness.go"], cwd=GO_DIR, env=env,
+    binary = build / name
+    result = subprocess.run([go, "build", "-o", str(binary), *files], cwd=source_dir, env=env,
                             capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"go build failed ({result.returncode}):\n{result.stderr}")
     return binary
+
+
+@pytest.fixture(scope="session")
+def go_harness(go_build_directory: Path) -> Path:
+    """tests/interop/go built against Debian's x/oauth2 sources."""
+    require_package("golang-golang-x-oauth2-dev", GO_OAUTH2)
+    return go_build(go_build_directory, "harness", GO_DIR, "recipe.go", "harness.go")
 
 
 def run_go(harness: Path, issuer: str, client_id: str, files: RecipeFiles) -> dict[str, Any]:

@@ -32,6 +32,20 @@ class SClient:
         """Every connection completed a handshake (with a verified server certificate)."""
         return bool(self.connections) and all(cipher != "(NONE)" for _, _, cipher in self.connections)
 
+    @property
+    def acceptable_ca_names(self) -> list[str] | None:
+        """The CA names the server's CertificateRequest listed, one per line as s_client prints
+        them (``-nameopt RFC2253``: RFC 4514 strings); None when s_client says "No client
+        certificate CA names sent"."""
+        if "\nNo client certificate CA names sent\n" in self.output:
+            return None
+        _, found, after = self.output.partition("\nAcceptable client certificate CA names\n")
+        assert found, self.output
+        # The list ends where s_client goes on to the next item of the CertificateRequest.
+        names = re.split(r"^(?:Client Certificate Types|Requested Signature Algorithms):", after, maxsplit=1,
+                         flags=re.MULTILINE)[0]
+        return names.splitlines()
+
     def field(self, name: str) -> str | None:
         """The value of a ``Name: value`` line of the output (the first one, indented or not)."""
         match = re.search(rf"^ *{re.escape(name)}: ?(.*)$", self.output, re.MULTILINE)
