@@ -1,10 +1,14 @@
 """``authz serve --workers 2`` on a fresh store: both workers agree on one signing key and
 issue tokens for both methods."""
 
+import os
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.support.kept_connection import client_context
 from tests.support.server import RunningServer
 from tests.wire.client import WireClient, assert_token_response, verified_token
 from tests.wire.conftest import StartServer
@@ -40,3 +44,58 @@ def test_both_methods_get_tokens_signed_with_one_key(via: str, two_workers: Runn
             assert header["kid"] == jwks["keys"][0]["kid"]
             assert claims["client_id"] == client_id
             assert claims["cnf"] == {"x5t#S256": pki[client_id].thumbprint}
+
+
+def _established_per_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to ``port`` each process holds (from /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                if local_port == port and state == "01":  # TCP_ESTABLISHED
+                    inodes.add(inode)
+    counts = {}
+    for pid in pids:
+        descriptors = Path(f"/proc/{pid}/fd")
+        links = [os.readlink(fd) for fd in descriptors.iterdir()]
+        counts[pid] = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+    return counts
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_keep_alive_connections_spread_over_the_workers(two_workers: RunningServer, pki: WirePKI) -> None:
+    # Each worker listens on a socket of its own (SO_REUSEPORT): the kernel spreads new
+    # connections over them by a hash of their addresses. On one shared socket, a burst of
+    # connections went to whichever worker woke first, which accepted the whole backlog (one
+    # worker took 15-16 of 16 keep-alive connections). So: 32 TCP connections at once, then
+    # their TLS handshakes and a request each. A split worse than 4/28 by chance has a
+    # probability of about 1e-6.
+    processes = _children(two_workers.process.pid)  # the workers (and multiprocessing's helper)
+    raw = [socket.create_connection(("127.0.0.1", two_workers.port), timeout=10) for _ in range(32)]
+    context = client_context(pki.server_ca)
+    connections = [context.wrap_socket(sock, server_hostname="127.0.0.1") for sock in raw]
+    try:
+        for connection in connections:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+        counts = _established_per_process(processes, two_workers.port)
+    finally:
+        for connection in connections:
+            connection.close()
+    serving = {pid: count for pid, count in counts.items() if count}
+    assert sum(serving.values()) == 32, counts
+    assert len(serving) == 2 and min(serving.values()) >= 4, counts
