@@ -27,6 +27,12 @@ from authz.clients.jwks_uri.fetcher import (
 from authz.proxy.mode import ProxyMode, build_proxy_mode
 from authz.storage.config import StoreConfig, StoreLocationError
 from authz.tls.listener import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from authz.tls.resumption import (
+    DEFAULT_TICKET_KEY_ROTATION,
+    MAX_TICKET_KEY_ROTATION,
+    MIN_TICKET_KEY_ROTATION,
+    ResumptionConfig,
+)
 
 __all__ = ["Settings", "parse_listen_address"]
 
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
         DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000,
         description="connections a worker holds (handshaking or open) before it stops accepting",
     )
+    tls_resumption: Literal["off", "tickets"] = Field(
+        "off", description="TLS session resumption: off, or stateless session tickets (authz.tls.resumption)")
+    tls_ticket_key_rotation: float = Field(
+        DEFAULT_TICKET_KEY_ROTATION, ge=MIN_TICKET_KEY_ROTATION, le=MAX_TICKET_KEY_ROTATION,
+        description="seconds between two session ticket keys; also the lifetime of a ticket")
     store: str = Field("", description="empty: the embedded SQLite file in data_dir; or a Redis URL (redis://, "
                        "rediss://, redis+cluster://, redis+sentinel://)")
     store_password_file: Path | None = Field(None, description="file holding the Redis password")
@@ -256,6 +267,9 @@ class Settings(BaseSettings):
         return build_proxy_mode(self.proxy_cert_header, header=self.proxy_cert_header_name,
                                 trusted_proxies=self.trusted_proxies, trusted_proxy_certs=self.trusted_proxy_certs,
                                 trusted_proxy_cas=self.trusted_proxy_cas)
+
+    def resumption_config(self) -> ResumptionConfig:
+        return ResumptionConfig(self.tls_resumption, self.tls_ticket_key_rotation)
 
     def revocation_config(self) -> RevocationConfig | None:
         """Revocation checking as configured, or None when it is off."""

@@ -80,7 +80,8 @@ def run_server(settings: Settings, access_log: bool) -> None:
         # collected as RFC 8705 needs (see authz.tls.accept_any). Proxy mode without TLS:
         # plain HTTP from the trusted proxies.
         tls_options = (uvicorn_mtls_options(str(settings.tls_cert), str(settings.tls_key),
-                                            settings.trust_anchors if settings.advertise_ca_names else ())
+                                            settings.trust_anchors if settings.advertise_ca_names else (),
+                                            resumption_config=settings.resumption_config())
                        if settings.tls_cert is not None and settings.tls_key is not None else uvicorn_plain_options())
     except (ConfigurationError, ServerTLSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -97,6 +98,11 @@ def run_server(settings: Settings, access_log: bool) -> None:
     if not settings.trust_anchors:
         click.secho("warning: no --trust-anchor: tls_client_auth clients cannot authenticate", fg="yellow",
                     err=True)
+    elif settings.tls_resumption == "tickets" and not settings.intermediates and proxy_mode is None:
+        click.secho("warning: --tls-resumption tickets without --intermediate: a resumed TLS session carries the "
+                    "client's certificate but not the intermediate CAs it sent, so tls_client_auth clients whose "
+                    "chain needs an intermediate get a full handshake each time (log: tls_resumption_declined). "
+                    "List those CAs with --intermediate to let them resume", fg="yellow", err=True)
     # Worker processes build their own app from the environment.
     os.environ.update(settings.to_environment())
     listener = _start_metrics_listener(settings) if settings.metrics_address is not None else None
@@ -174,6 +180,13 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--max-connections", type=int,
               help="Connections a worker holds, handshaking or open, before it stops accepting new ones "
                    "(env AUTHZ_MAX_CONNECTIONS, default 1000).")
+@click.option("--tls-resumption", type=click.Choice(["off", "tickets"]),
+              help="TLS session resumption: 'tickets' lets clients resume with stateless session tickets (no "
+                   "server memory per session; the client certificate is still checked on every request); "
+                   "see the README (env AUTHZ_TLS_RESUMPTION, default off).")
+@click.option("--tls-ticket-key-rotation", type=float, metavar="SECONDS",
+              help="Seconds between two session ticket keys, also a ticket's lifetime; older tickets get a full "
+                   "handshake (env AUTHZ_TLS_TICKET_KEY_ROTATION, default 3600).")
 @proxy_options(_PATH, environment=True)
 @revocation_options(_PATH)
 @click.option("--jwks-uri-allow", "jwks_uri_allow", multiple=True, metavar="CIDR",

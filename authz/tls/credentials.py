@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from authz.reload import PreparedChange, Reloader, ReloadRefused, reload_hooks
 from authz.tls.ca_names import distinct_subjects
+from authz.tls.resumption import ResumptionConfig, resumption_of
 
 __all__ = ["ServerCredentials", "certificate_summary", "credentials_of", "register_credentials"]
 
@@ -80,7 +81,10 @@ class ServerCredentials:
     def prepare(self) -> PreparedChange | None:
         """A reload hook (``authz.reload``): load and validate the files, build and self-test
         their context; None when neither file changed since the last load."""
-        loaded = load_credentials(self.certfile, self.keyfile, self.ca_name_files, unless_digest=self._digest)
+        # The new context resumes sessions as the one it replaces (a new ticket key: tickets
+        # issued before the reload get a full handshake).
+        loaded = load_credentials(self.certfile, self.keyfile, self.ca_name_files, unless_digest=self._digest,
+                                  resumption_config=resumption_of(self._context))
         if loaded is None:
             return None
 
@@ -99,10 +103,11 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def load_credentials(certfile: Path, keyfile: Path | None, ca_name_files: Sequence[Path] = (), *,
-                     unless_digest: bytes = b"") -> _Loaded | None:
+                     unless_digest: bytes = b"", resumption_config: ResumptionConfig | None = None) -> _Loaded | None:
     """Validate a certificate and key pair and build its server context, advertising the
-    subjects of the certificates in ``ca_name_files``; ``ReloadRefused`` naming the file.
-    None when the files' bytes hash to ``unless_digest``."""
+    subjects of the certificates in ``ca_name_files`` and resuming sessions as
+    ``resumption_config`` says; ``ReloadRefused`` naming the file. None when the files' bytes
+    hash to ``unless_digest``."""
     # Imported here: authz.tls.context imports this module for its uvicorn factory.
     from authz.tls.context import ServerTLSError, build_server_context
 
@@ -123,7 +128,8 @@ def load_credentials(certfile: Path, keyfile: Path | None, ca_name_files: Sequen
         raise ReloadRefused(keyfile or certfile, f"the private key does not match the certificate in {certfile} "
                             f"({leaf.subject.rfc4514_string()}, serial {leaf.serial_number:x})")
     try:
-        context = build_server_context(str(certfile), str(keyfile) if keyfile is not None else None, ca_names)
+        context = build_server_context(str(certfile), str(keyfile) if keyfile is not None else None, ca_names,
+                                       resumption_config=resumption_config)
     except (ssl.SSLError, OSError) as exc:
         raise ReloadRefused(certfile, f"OpenSSL refused the certificate and key: {exc}") from exc
     except ServerTLSError as exc:

@@ -38,6 +38,7 @@ import uvloop
 from authz.metrics import state as metrics
 from authz.reload import install_reload_signal
 from authz.tls.credentials import ServerCredentials, credentials_of
+from authz.tls.resumption import TicketKeyRotation
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -230,6 +231,9 @@ class BoundedServer(asyncio.AbstractServer):
         self._pause_logged = False
         self._pauses_unlogged = 0
         self._last_limit_log = -_LIMIT_LOG_INTERVAL
+        # --tls-resumption tickets: the ticket key of the context in use is replaced on this
+        # loop, where its handshakes run (authz.tls.resumption); None otherwise.
+        self._ticket_key_rotation = TicketKeyRotation.start_for(loop, self.current_context)
 
     # --- asyncio.AbstractServer -------------------------------------------------------
 
@@ -250,11 +254,17 @@ class BoundedServer(asyncio.AbstractServer):
         self.start_accepting()
         await self._loop.create_future()
 
+    def current_context(self) -> ssl.SSLContext | None:
+        """The TLS context for a connection accepted now (None: plain HTTP)."""
+        return self._context if self._credentials is None else self._credentials.context
+
     def close(self) -> None:
         """Stop listening; open connections are the application server's to close."""
         if self._closed:
             return
         self.stop_accepting()
+        if self._ticket_key_rotation is not None:
+            self._ticket_key_rotation.cancel()
         self._closed = True
         for listener in self._sockets:
             listener.close()
@@ -311,7 +321,7 @@ class BoundedServer(asyncio.AbstractServer):
             made.connection_slot = slot  # type: ignore[attr-defined]  # released in connection_lost
             return made
 
-        context = self._context if self._credentials is None else self._credentials.context
+        context = self.current_context()
         # Plain HTTP (to a proxy) has no handshake to time out.
         timeout = None if context is None else self._limits.handshake_timeout
         try:

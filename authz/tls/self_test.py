@@ -5,7 +5,12 @@ that the server context does what this server relies on:
   application (``authz.tls.accept_any``);
 - the TLS profile (``authz.tls.tls_profile``) took effect: each of its key-exchange groups
   works and no other group does, TLS 1.2 offers no suite outside its AEAD list, a client
-  certificate cannot be proven with a SHA-224 signature, and no session is resumed;
+  certificate cannot be proven with a SHA-224 signature;
+- session resumption is what the context was built for (``authz.tls.resumption``): off, no
+  session is resumed, in TLS 1.2 or 1.3; with tickets, a TLS 1.3 and a TLS 1.2 session resume
+  with the client certificate still reaching the application, a session whose client sent an
+  intermediate CA certificate the server does not have is not resumed, and after a ticket key
+  rotation an earlier ticket gives a full handshake;
 - with ``--advertise-ca-names``, the CertificateRequest of TLS 1.3 and of TLS 1.2 carries
   exactly the trust anchors' names (``authz.tls.ca_names``).
 
@@ -34,6 +39,7 @@ from cryptography.x509.oid import NameOID
 from authz.tls import tls_profile
 from authz.tls.ca_names import CANamesError, received_ca_names
 from authz.tls.extension import peer_certificate_chain
+from authz.tls.resumption import ResumptionError, declines_unlogged, resumption_of, rotate_ticket_key
 
 __all__ = ["TLSSelfTestError", "run_self_test"]
 
@@ -61,6 +67,30 @@ def _throwaway_self_signed() -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _issued_by(issuer_pem: bytes, issuer_key_pem: bytes) -> tuple[bytes, bytes]:
+    """A leaf issued by the throwaway CA:TRUE certificate, followed by it: a client chain with
+    an intermediate no server configures."""
+    issuer = x509.load_pem_x509_certificate(issuer_pem)
+    issuer_key = serialization.load_pem_private_key(issuer_key_pem, password=None)
+    assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "authz start-up self-test leaf")]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(minutes=5))
+        .sign(issuer_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM) + issuer_pem, key_pem
 
 
 def _pump(client: ssl.SSLObject, server: ssl.SSLObject, c_in: ssl.MemoryBIO, c_out: ssl.MemoryBIO,
@@ -132,6 +162,7 @@ def run_self_test(server_context: ssl.SSLContext, advertised_ca_names: Sequence[
     """Raise ``TLSSelfTestError`` unless every property listed in the module docstring holds;
     ``advertised_ca_names``: the names the CertificateRequest must carry (none: not checked)."""
     cert_pem, key_pem = _throwaway_self_signed()
+    tickets = resumption_of(server_context).tickets
     with tempfile.TemporaryDirectory(prefix="authz-selftest-") as tmp:
         cert_file, key_file = Path(tmp, "c.pem"), Path(tmp, "k.pem")
         cert_file.write_bytes(cert_pem)
@@ -145,13 +176,31 @@ def run_self_test(server_context: ssl.SSLContext, advertised_ca_names: Sequence[
         sha224_client = _client_context(ssl.TLSVersion.TLSv1_2)
         tls_profile.set_client_signature_algorithms(sha224_client, _SHA224_ONLY)
         sha224_client.load_cert_chain(cert_file, key_file)
+        resuming_clients: list[tuple[str, ssl.SSLContext]] = []
+        unknown_intermediate_client = _client_context()
+        if tickets:
+            for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+                client_context = _client_context(version)
+                client_context.load_cert_chain(cert_file, key_file)
+                resuming_clients.append((_VERSION_NAMES[version], client_context))
+            chain_pem, leaf_key_pem = _issued_by(cert_pem, key_pem)
+            chain_file, leaf_key_file = Path(tmp, "chain.pem"), Path(tmp, "leaf-k.pem")
+            chain_file.write_bytes(chain_pem)
+            leaf_key_file.write_bytes(leaf_key_pem)
+            unknown_intermediate_client.load_cert_chain(chain_file, leaf_key_file)
     expected = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
     for group, client_context in with_certificate:
         _prove_the_certificate_arrives(server_context, client_context, group, expected)
     _prove_groups_refused(server_context)
     _prove_tls12_suites_refused(server_context)
     _prove_sha224_not_requested(server_context, sha224_client)
-    _prove_no_resumption(server_context)
+    if tickets:
+        _prove_tickets_resume(server_context, resuming_clients, expected)
+        with declines_unlogged(expected):  # the leaf's issuer, sent after it
+            _prove_unknown_intermediates_not_resumed(server_context, unknown_intermediate_client)
+        _prove_rotation_retires_tickets(server_context, resuming_clients)
+    else:
+        _prove_no_resumption(server_context)
     if advertised_ca_names:
         _prove_ca_names_advertised(server_context, advertised_ca_names)
 
@@ -212,14 +261,81 @@ def _prove_no_resumption(server_context: ssl.SSLContext) -> None:
     try:
         first = _handshake(server_context, client_context)
         second = _handshake(server_context, client_context, session=first.client.session)
+        tls13 = _handshake(server_context, _client_context())
     except ssl.SSLError as exc:
-        raise TLSSelfTestError(f"a TLS 1.2 handshake without a client certificate failed ({exc.reason or exc})") \
+        raise TLSSelfTestError(f"a handshake without a client certificate failed ({exc.reason or exc})") \
             from exc
     if second.server.session_reused:
         raise TLSSelfTestError(
             "the server resumed a TLS 1.2 session: its session cache is on (memory per client chain, "
             "and a resumed session loses the client's intermediates)"
         )
+    if tls13.client.session is not None and tls13.client.session.has_ticket:
+        raise TLSSelfTestError("the server issued a TLS 1.3 session ticket although resumption is off")
+
+
+_VERSION_NAMES = {ssl.TLSVersion.TLSv1_3: "TLS 1.3", ssl.TLSVersion.TLSv1_2: "TLS 1.2"}
+
+
+def _resumed(server_context: ssl.SSLContext, client_context: ssl.SSLContext, version: str,
+             session: ssl.SSLSession | None) -> _Handshake:
+    try:
+        return _handshake(server_context, client_context, session=session)
+    except ssl.SSLError as exc:
+        raise TLSSelfTestError(f"a {version} handshake offering a session ticket failed ({exc.reason or exc}); "
+                               "clients that resume sessions would be refused") from exc
+
+
+def _ticket_of(server_context: ssl.SSLContext, client_context: ssl.SSLContext, version: str) -> ssl.SSLSession:
+    """A session with a ticket, from a full handshake."""
+    try:
+        first = _handshake(server_context, client_context)
+    except ssl.SSLError as exc:
+        raise TLSSelfTestError(f"a {version} handshake with a client certificate failed ({exc.reason or exc})") \
+            from exc
+    session = first.client.session
+    if session is None or not session.has_ticket:
+        raise TLSSelfTestError(f"the server issued no {version} session ticket although --tls-resumption is tickets")
+    return session
+
+
+def _prove_tickets_resume(server_context: ssl.SSLContext, clients: list[tuple[str, ssl.SSLContext]],
+                          expected: bytes) -> None:
+    for version, client_context in clients:
+        resumed = _resumed(server_context, client_context, version,
+                           _ticket_of(server_context, client_context, version))
+        if not resumed.server.session_reused:
+            raise TLSSelfTestError(f"a {version} session ticket did not resume its session")
+        if peer_certificate_chain(resumed.server) != [expected]:
+            raise TLSSelfTestError(
+                f"on a resumed {version} session the client certificate did not reach the application: every "
+                "request of such a connection would be refused"
+            )
+
+
+def _prove_unknown_intermediates_not_resumed(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> None:
+    session = _ticket_of(server_context, client_context, "TLS 1.3")
+    again = _resumed(server_context, client_context, "TLS 1.3", session)
+    if again.server.session_reused:
+        raise TLSSelfTestError(
+            "the server resumed a session whose client had sent an intermediate CA certificate it does not have: a "
+            "resumed session does not carry it, and the client's chain would no longer validate"
+        )
+    if len(peer_certificate_chain(again.server)) != 2:
+        raise TLSSelfTestError("after a declined resumption the client's chain did not reach the application")
+
+
+def _prove_rotation_retires_tickets(server_context: ssl.SSLContext, clients: list[tuple[str, ssl.SSLContext]]) -> None:
+    for version, client_context in clients:
+        session = _ticket_of(server_context, client_context, version)
+        try:
+            rotate_ticket_key(server_context)
+        except ResumptionError as exc:
+            raise TLSSelfTestError(str(exc)) from exc
+        after = _resumed(server_context, client_context, version, session)
+        if after.server.session_reused:
+            raise TLSSelfTestError(f"a {version} ticket issued before a ticket key rotation still resumed: the "
+                                   "rotation did not replace the key")
 
 
 def _prove_ca_names_advertised(server_context: ssl.SSLContext, expected: Sequence[x509.Name]) -> None:
