@@ -30,6 +30,7 @@ from authz.reload import PreparedChange, ReloadHook, ReloadRefused, reload_hooks
 from authz.settings import Settings
 from authz.storage.base import RecordStore, StorageError
 from authz.storage.changes import ChangeFeed
+from authz.tls.resumption import configure_known_cas
 from authz.tokens.access_token import AccessTokenIssuer
 from authz.tokens.revocation import RevocationList
 from authz.tokens.verification import AccessTokenVerifier
@@ -176,6 +177,13 @@ def _subjects(these: Sequence[x509.Certificate], without: Sequence[x509.Certific
     return [c.subject.rfc4514_string() for c in these if c.public_bytes(Encoding.DER) not in others]
 
 
+def _share_trust_with_tls(validator: ChainValidator) -> None:
+    """Tell the TLS layer which CA certificates the validator has: a resumed TLS session carries
+    the client's leaf only, so a session ticket resumes only if the server has every CA
+    certificate its client sent (``authz.tls.resumption``)."""
+    configure_known_cas([*_ders(validator.anchors), *_ders(validator.intermediates)])
+
+
 def open_store(settings: Settings) -> RecordStore:
     """The configured store, not yet open."""
     return settings.store_config().build()
@@ -225,6 +233,7 @@ class ServerContext:
                                           frozenset())
         resource_servers = ResourceServers(store, changes, builtin=(registration_api,))
         validator = chain_validator(settings)
+        _share_trust_with_tls(validator)
         revocation_config = settings.revocation_config()
         certificate_revocation = RevocationChecker(revocation_config) if revocation_config is not None else None
         issuer = AccessTokenIssuer(
@@ -280,6 +289,7 @@ class ServerContext:
             raise
 
     def _trust_replaced(self) -> None:
+        _share_trust_with_tls(self.validator)
         if self.certificate_revocation is not None:
             self.certificate_revocation.trust_replaced(self.validator.known_cas())
 

@@ -42,7 +42,7 @@ def check_client_certificate(
             "or an empty Certificate message)",
         )
     if client.auth_method == "tls_client_auth":
-        path = validator.validate(presented, trace)
+        path = _validate(validator, presented, trace)
         matcher = client.subject
         assert matcher is not None  # guaranteed by client metadata validation
         if not matcher.matches(presented):
@@ -97,6 +97,24 @@ def check_client_certificate(
     raise CertificateRejected(
         RejectionReason.NOT_REGISTERED, f"client uses {client.auth_method!r}, not an mTLS method"
     )
+
+
+def _validate(validator: ChainValidator, presented: PresentedCertificate, trace: CheckTrace | None) -> ValidatedPath:
+    """The chain's path; on a resumed TLS session, a chain that leads nowhere is refused for
+    what it most likely is: a leaf whose intermediates stayed in the full handshake."""
+    try:
+        return validator.validate(presented, trace)
+    except CertificateRejected as rejected:
+        if not (presented.from_resumed_session and rejected.reason is RejectionReason.UNTRUSTED_CHAIN):
+            raise
+        raise CertificateRejected(
+            RejectionReason.RESUMED_WITHOUT_INTERMEDIATES,
+            "the TLS session was resumed: it carries the client's leaf only, and the configured intermediates "
+            "(--intermediate) and anchors do not complete its path; the intermediates the client sent in its full "
+            "handshake are not kept. Add its issuing CA with --intermediate (then kill -HUP) so that its resumed "
+            f"sessions validate; on a new connection it sends them again ({rejected.detail})",
+            log_fields=rejected.log_fields,
+        ) from rejected
 
 
 def _check_pin(pin: bytes, path: ValidatedPath, trace: CheckTrace | None = None) -> None:

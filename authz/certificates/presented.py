@@ -25,11 +25,14 @@ from authz.certificates.limits import chain_size_problem, public_key_problem
 from authz.certificates.rejection import CertificateRejected, RejectionReason
 from authz.certificates.thumbprint import x5t_s256
 
-__all__ = ["PresentedCertificate", "present_chain", "presented_certificate"]
+__all__ = ["SESSION_RESUMED_KEY", "PresentedCertificate", "present_chain", "presented_certificate"]
 
 # Where the parse of a connection's chain is remembered: a key of our own in the TLS extension
 # dict, which is built once per connection and shared by its requests.
 _MEMO_KEY = "authz.presented_certificate"
+# Another key of ours in that dict: true when the connection resumed a TLS session
+# (``authz.tls.resumption``), whose chain is the leaf alone.
+SESSION_RESUMED_KEY = "authz.tls_session_resumed"
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ class PresentedCertificate:
     intermediates_der: tuple[bytes, ...]
     x5t_s256: str
     sha256_hex: str
+    # Presented on a resumed TLS session: the client sent it in an earlier full handshake, and
+    # the session kept the leaf only, not the intermediates that came with it.
+    from_resumed_session: bool = False
 
     @classmethod
-    def from_der(cls, chain: Sequence[bytes]) -> PresentedCertificate:
+    def from_der(cls, chain: Sequence[bytes], *, from_resumed_session: bool = False) -> PresentedCertificate:
         """Parse a chain (leaf first) within the limits; ``CertificateRejected`` if it is too
         large, not X.509, or carries a key this server does not accept."""
         sha256_hex = hashlib.sha256(chain[0]).hexdigest()
@@ -68,6 +74,7 @@ class PresentedCertificate:
             intermediates_der=tuple(chain[1:]),
             x5t_s256=x5t_s256(chain[0]),
             sha256_hex=sha256_hex,
+            from_resumed_session=from_resumed_session,
         )
 
     @functools.cached_property
@@ -101,7 +108,7 @@ class PresentedCertificate:
 
     def log_fields(self) -> dict[str, Any]:
         """What the operator needs to identify the certificate; never the key material."""
-        return {
+        fields: dict[str, Any] = {
             "cert_x5t_s256": self.x5t_s256,  # as in the token's cnf
             "cert_sha256": self.sha256_hex,
             "cert_subject": _safe_name(self.leaf, "subject"),
@@ -109,6 +116,9 @@ class PresentedCertificate:
             "cert_serial": format(self.leaf.serial_number, "x"),
             "cert_chain_length": 1 + len(self.intermediates_der),
         }
+        if self.from_resumed_session:
+            fields["tls_session_resumed"] = True  # why the chain is the leaf alone
+        return fields
 
 
 def _safe_name(cert: x509.Certificate, which: str) -> str:
@@ -118,12 +128,12 @@ def _safe_name(cert: x509.Certificate, which: str) -> str:
         return f"<undecodable {which}: {exc}>"
 
 
-def _parse(chain_pem: Sequence[str]) -> PresentedCertificate:
+def _parse(chain_pem: Sequence[str], from_resumed_session: bool) -> PresentedCertificate:
     try:
         ders = [ssl.PEM_cert_to_DER_cert(pem) for pem in chain_pem]
     except ValueError as exc:
         raise CertificateRejected(RejectionReason.UNPARSABLE, f"not PEM: {exc}") from exc
-    return PresentedCertificate.from_der(ders)
+    return PresentedCertificate.from_der(ders, from_resumed_session=from_resumed_session)
 
 
 def present_chain(tls: dict[str, Any], chain: Sequence[bytes]) -> None:
@@ -157,7 +167,7 @@ def presented_certificate(scope: Mapping[str, Any]) -> PresentedCertificate | No
         if not chain:
             return None
         try:
-            memo = _parse(chain)
+            memo = _parse(chain, bool(tls.get(SESSION_RESUMED_KEY)))
         except CertificateRejected as rejected:
             memo = rejected
         tls[_MEMO_KEY] = memo

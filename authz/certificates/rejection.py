@@ -17,6 +17,11 @@ class RejectionReason(enum.Enum):
     NO_CERTIFICATE = "no client certificate was presented on the TLS connection"
     UNPARSABLE = "the client certificate could not be parsed as X.509"
     UNTRUSTED_CHAIN = "the client certificate chain does not lead to a trusted anchor"
+    # On a resumed TLS session, whose chain is the leaf alone (authz.tls.resumption).
+    RESUMED_WITHOUT_INTERMEDIATES = (
+        "the client certificate does not lead to a trusted anchor without intermediate CA certificates, and a resumed "
+        "TLS session does not carry the ones the client sent: connect again without resuming the TLS session"
+    )
     CHAIN_TOO_LONG = "the client certificate chain is longer than this server accepts"
     CHAIN_TOO_LARGE = (
         f"the client certificate chain is larger than this server accepts (at most {MAX_CHAIN_CERTIFICATES} "

@@ -2,8 +2,9 @@
 
 Keys follow the ASGI TLS extension spec (v0.2): ``server_cert``, ``client_cert_chain`` (PEM
 strings, leaf first), ``client_cert_name`` (RFC 4514), ``client_cert_error``,
-``tls_version`` and ``cipher_suite``. The dict is built once per connection and shared by
-every request on it; consumers must treat it as read-only.
+``tls_version`` and ``cipher_suite``; and one of this project's, ``SESSION_RESUMED_KEY``,
+true on a resumed TLS session (whose chain is the leaf alone). The dict is built once per
+connection and shared by every request on it; consumers must treat it as read-only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from authz.certificates.limits import chain_size_problem
+from authz.certificates.presented import SESSION_RESUMED_KEY
 
 __all__ = ["peer_certificate_chain", "tls_extension"]
 
@@ -23,8 +25,8 @@ _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3
 def peer_certificate_chain(ssl_object: ssl.SSLObject) -> list[bytes]:
     """The DER certificates the client sent, leaf first; empty when it sent none.
 
-    On a resumed TLS session OpenSSL only remembers the leaf, one reason why the server
-    resumes no session (see ``authz.tls.tls_profile``).
+    On a resumed TLS session OpenSSL only remembers the leaf: the chain is the leaf alone
+    (``authz.tls.resumption``).
     """
     leaf = ssl_object.getpeercert(binary_form=True)
     if not leaf:
@@ -76,6 +78,7 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert_pem: str | None) -> dic
         "client_cert_error": None,
         "tls_version": version,
         "cipher_suite": cipher_suite,
+        SESSION_RESUMED_KEY: ssl_object.session_reused,
     }
 
 
