@@ -267,8 +267,8 @@ def _prove_no_resumption(server_context: ssl.SSLContext) -> None:
             from exc
     if second.server.session_reused:
         raise TLSSelfTestError(
-            "the server resumed a TLS 1.2 session: its session cache is on (memory per client chain, "
-            "and a resumed session loses the client's intermediates)"
+            "the server resumed a TLS 1.2 session although resumption is off: its session cache (memory per "
+            "client chain) or its session tickets are on, and a resumed session loses the client's intermediates"
         )
     if tls13.client.session is not None and tls13.client.session.has_ticket:
         raise TLSSelfTestError("the server issued a TLS 1.3 session ticket although resumption is off")
