@@ -27,11 +27,12 @@ def presented_server_certificate(port: int, server_ca: Path) -> bytes:
 
 
 class KeptConnection:
-    """One TLS connection; ``request`` sends on it, never on another one."""
+    """One TLS connection; ``request`` sends on it, never on another one. ``session``: offer
+    this TLS session (of an earlier connection with the same context) for resumption."""
 
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+    def __init__(self, port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None) -> None:
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.tls = context.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
         self.requests = 0
         self._buffer = b""
 
