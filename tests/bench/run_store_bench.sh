@@ -121,29 +121,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   fi
 fi
 
-# The shared peer directory is read-only: its sources are copied to PEER_WORK, where npm, the
-# PKI script and the compilers write. Files are refreshed when they differ.
-prepare_peer() {
-  local f
-  mkdir -p "$PEER_WORK/loadgen-go"
-  for f in loadgen.c make-pki.sh measure.py oidc-provider-server.mjs package.json package-lock.json \
-           loadgen-go/main.go loadgen-go/go.mod; do
-    if ! cmp -s "$PEER_DIR/$f" "$PEER_WORK/$f"; then
-      cp "$PEER_DIR/$f" "$PEER_WORK/$f"; chmod u+w "$PEER_WORK/$f"
-    fi
-  done
-  (
-    cd "$PEER_WORK"
-    if [ ! -d node_modules/oidc-provider ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-      npm ci --no-audit --no-fund --silent
-    fi
-    [ -f pki/client.crt ] || bash make-pki.sh > /dev/null
-    if [ ! -x loadgen ] || [ loadgen.c -nt loadgen ]; then cc -O2 -o loadgen loadgen.c -lssl -lcrypto -lpthread; fi
-    if command -v go >/dev/null && { [ ! -x loadgen-go-bin ] || [ loadgen-go/main.go -nt loadgen-go-bin ]; }; then
-      (cd loadgen-go && GOFLAGS=-mod=mod GOPROXY=off go build -o ../loadgen-go-bin .)
-    fi
-  )
-}
+# The shared peer directory is read-only: its sources are copied to PEER_WORK (peer_work.sh).
+# shellcheck source=tests/bench/peer_work.sh
+. "$BENCH/peer_work.sh"
 prepare_peer
 PKI="$PEER_WORK/pki"
 loadgen_for() { # mode -> binary
