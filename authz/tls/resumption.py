@@ -105,11 +105,6 @@ MIN_TICKET_KEY_ROTATION = 1.0
 MAX_TICKET_KEY_ROTATION = 86_400.0
 TICKETS_PER_HANDSHAKE = 1
 
-# Environment variables through which ``authz serve`` hands the settings to the worker
-# processes, which build their own context (``uvicorn_ssl_context_factory``).
-RESUMPTION_VARIABLE = "AUTHZ_TLS_RESUMPTION"
-ROTATION_VARIABLE = "AUTHZ_TLS_TICKET_KEY_ROTATION"
-
 
 class ResumptionError(RuntimeError):
     """OpenSSL refused a part of the resumption set-up; the message names it."""
@@ -135,13 +130,6 @@ class ResumptionConfig:
     def ticket_lifetime(self) -> int:
         """Seconds a ticket is valid for: no longer than the key that encrypts it lives."""
         return max(1, math.floor(self.ticket_key_rotation))
-
-    @classmethod
-    def from_environment(cls) -> ResumptionConfig:
-        # Validated by the settings that exported them; a bad value still fails loudly here.
-        mode = os.environ.get(RESUMPTION_VARIABLE, "off")
-        rotation = float(os.environ.get(ROTATION_VARIABLE, DEFAULT_TICKET_KEY_ROTATION))
-        return cls(mode, rotation)  # type: ignore[arg-type]  # checked in __post_init__
 
 
 # ssl.h / tls1.h (OpenSSL 3.0): SSL_CTX_set_tlsext_ticket_keys is SSL_CTX_ctrl with this

@@ -42,7 +42,7 @@ class Material:
                       {"direct": self.direct, "chained": self.chained, "self-signed": self_signed()}.items()}
 
     def context(self, config: ResumptionConfig | None = TICKETS) -> ssl.SSLContext:
-        return build_server_context(*map(str, self.server), config)
+        return build_server_context(*map(str, self.server), resumption_config=config)
 
     def client(self, name: str, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> ssl.SSLContext:
         context = _client_context(version)
@@ -287,14 +287,14 @@ def test_other_refusals_on_a_resumed_session_keep_their_reason(material: Materia
 # --- settings -----------------------------------------------------------------------------------
 
 
-def test_settings_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().resumption_config() == ResumptionConfig("off", resumption.DEFAULT_TICKET_KEY_ROTATION)
-    assert ResumptionConfig.from_environment() == ResumptionConfig()
     settings = Settings(tls_resumption="tickets", tls_ticket_key_rotation=120)
     assert settings.resumption_config() == ResumptionConfig("tickets", 120)
+    # Worker processes build their settings from the environment authz serve exports.
     for name, value in settings.to_environment().items():
         monkeypatch.setenv(name, value)
-    assert ResumptionConfig.from_environment() == ResumptionConfig("tickets", 120)
+    assert Settings().resumption_config() == ResumptionConfig("tickets", 120)
     with pytest.raises(ValidationError):
         Settings(tls_resumption="cache")
     with pytest.raises(ValidationError):
