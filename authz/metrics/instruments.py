@@ -46,7 +46,8 @@ STORE_OPERATIONS = ("find", "upsert", "insert", "destroy", "all", "entries", "du
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.5)
 # Seconds a count on the token path may wait before a scrape sees it (authz.metrics.batch).
 FLUSH_INTERVAL = 1.0
-HANDSHAKE_OUTCOMES = ("ok", "tls_error", "timeout", "closed")
+# "ok": a full handshake; "resumed": a session ticket accepted (--tls-resumption tickets).
+HANDSHAKE_OUTCOMES = ("ok", "resumed", "tls_error", "timeout", "closed")
 # Distinct (endpoint, error, reason) triples kept; they are fixed in the code, so this is only
 # a guard against a future label that is not.
 _MAX_REFUSAL_SERIES = 500
@@ -72,7 +73,8 @@ class ServerMetrics:
             "authz_request_duration_seconds", "Time from the request's arrival at the application to its answer sent.",
             ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
         self.handshakes = Counter(
-            "authz_tls_handshakes", "TLS handshakes on the main port, by outcome (ok, tls_error, timeout, closed).",
+            "authz_tls_handshakes",
+            "TLS handshakes on the main port, by outcome (ok: full, resumed, tls_error, timeout, closed).",
             ["outcome"], registry=registry)
         self.connections_open = Gauge(
             "authz_connections_open", "Connections open on the main port (handshaking or established), all workers.",

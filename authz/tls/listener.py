@@ -325,15 +325,17 @@ class BoundedServer(asyncio.AbstractServer):
         # Plain HTTP (to a proxy) has no handshake to time out.
         timeout = None if context is None else self._limits.handshake_timeout
         try:
-            await self._loop.connect_accepted_socket(protocol, connection, ssl=context,
-                                                     ssl_handshake_timeout=timeout)
+            transport, _ = await self._loop.connect_accepted_socket(protocol, connection, ssl=context,
+                                                                    ssl_handshake_timeout=timeout)
         except Exception as exc:  # the handshake failed
             connection.close()  # uvloop has detached it already when it made a transport of it
             slot.release()
             outcome = _log_handshake_failure(exc, address, self._loop.time() - started,
                                              self._limits.handshake_timeout)
         else:
-            outcome = "ok"
+            # Whether --tls-resumption tickets saves anything: resumed against full handshakes.
+            ssl_object = transport.get_extra_info("ssl_object")
+            outcome = "resumed" if ssl_object is not None and ssl_object.session_reused else "ok"
         counter = metrics.ACTIVE
         if counter is not None and self._context is not None:
             counter.handshake[outcome].inc()

@@ -33,8 +33,9 @@ from authz.certificates.rejection import RejectionReason
 from tests.support.debian import require_command
 from tests.support.kept_connection import KeptConnection, client_context
 from tests.support.pki import Issued, TestCA, self_signed
-from tests.support.server import RunningServer, authz_cli, authz_cli_all, start_server
+from tests.support.server import RunningServer, authz_cli, authz_cli_all, free_port, start_server
 from tests.wire.client import verified_token
+from tests.wire.metrics import MetricsEndpoint
 
 pytestmark = pytest.mark.wire
 
@@ -135,6 +136,7 @@ def _start(material: Material, tmp: Path, clients: list[str], *args: str, env: d
 class Resuming:
     server: RunningServer
     intermediates: Path  # the --intermediate file, which a test replaces
+    metrics: MetricsEndpoint
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +145,12 @@ def resuming(material: Material, tmp_path_factory: pytest.TempPathFactory) -> It
     holds an unrelated CA at first."""
     tmp = tmp_path_factory.mktemp("resuming")
     intermediates = material.decoy.write(tmp / "intermediates.pem")
+    metrics_port = free_port()
     server = _start(material, tmp, list(material.clients), "--intermediate", str(intermediates),
+                    "--metrics-listen", f"127.0.0.1:{metrics_port}",
                     "--revocation-check", "crl", "--crl", str(material.root_crl), "--crl", str(material.issuing_crl),
                     env={"AUTHZ_STORE_POLL_INTERVAL": str(POLL_INTERVAL)})
-    yield Resuming(server, intermediates)
+    yield Resuming(server, intermediates, MetricsEndpoint(metrics_port))
     server.stop()
 
 
@@ -243,6 +247,21 @@ def test_a_resumed_connection_gets_a_token_bound_to_the_same_certificate(
         assert (resumed, status) == (True, 200), body
         assert _cnf(resuming.server, client, body) == _cnf(resuming.server, client, full) == {
             "x5t#S256": material.thumbprint(name)}
+
+
+def test_the_handshake_metric_counts_resumed_handshakes_apart(material: Material, resuming: Resuming) -> None:
+    before = resuming.metrics.settled_scrape()
+    client = Client(material, resuming.server, "direct")
+    assert client.token_on_new_connection()[:2] == (False, 200)
+    for _ in range(3):
+        assert client.token_on_new_connection()[:2] == (True, 200)
+    after = resuming.metrics.settled_scrape()
+
+    def delta(outcome: str) -> float:
+        name = "authz_tls_handshakes_total"
+        return after.value(name, outcome=outcome) - before.value(name, outcome=outcome)
+
+    assert (delta("ok"), delta("resumed")) == (1, 3)
 
 
 def _s_client_token(port: int, material: Material, name: str, *args: str) -> tuple[str, str]:
