@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -277,7 +278,16 @@ class ServerContext:
                     self._stop_reloading.append(reload_hooks.register("crls", crl_reload_hook(revocation)))
             # SIGHUP reloads the trust material (authz.reload); also in proxy mode, without TLS.
             self._stop_reloading.append(reload_hooks.register(
-                "trust_anchors", trust_reload_hook(self.settings, self.validator, on_replaced=self._trust_replaced)))
+                "trust_anchors", trust_reload_hook(self.settings, self.validator, on_replaced=self._trust_replaced),
+                files=[*self.settings.trust_anchors, *self.settings.intermediates]))
+            if self.settings.watch_files:
+                # The --crl files need none of this: the revocation checker watches them itself.
+                watching = asyncio.create_task(reload_hooks.watch(), name="authz-watch-files")
+
+                def stop_watching() -> None:
+                    watching.cancel()
+
+                self._stop_reloading.append(stop_watching)
             if self.metrics is not None:
                 self.metrics.signing_key_loaded.set(1)
                 self.metrics.start()

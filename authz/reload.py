@@ -1,4 +1,5 @@
-"""Changing certificates and trust material without a restart: ``SIGHUP``.
+"""Changing certificates and trust material without a restart: ``SIGHUP``, or a change of
+the files themselves with ``--watch-files``.
 
 A running process (the authorization server, a worker of ``authz serve --workers N``, the
 sample API) reloads on ``SIGHUP`` whatever registered a hook here: the server certificate and
@@ -19,6 +20,12 @@ A reload happens in two phases, so that one bad file changes nothing at all:
 A refused reload logs ``reload_refused`` (the part, the file, the reason) and keeps
 everything in use; a completed one logs ``reload_completed`` with what changed.
 
+With ``--watch-files`` (``Reloader.watch``), a process also reloads when a file a hook named
+at registration changes (its inode, size or modification time; a stat per file every
+``WATCH_INTERVAL`` seconds, off the event loop): what Kubernetes does to a mounted Secret or
+cert-manager to a certificate, where nobody sends a signal. A change seen half-way (a key
+written after its certificate) gives a refused reload, and the next change a completed one.
+
 Registering a hook (for example, the revocation lists)::
 
     from authz.reload import PreparedChange, ReloadRefused, reload_hooks
@@ -35,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,9 @@ import structlog
 __all__ = ["PreparedChange", "ReloadHook", "ReloadRefused", "Reloader", "install_reload_signal", "reload_hooks"]
 
 log = structlog.get_logger("authz.reload")
+
+# Seconds between two looks at the watched files (--watch-files): a stat each.
+WATCH_INTERVAL = 2.0
 
 
 class ReloadRefused(Exception):
@@ -74,21 +84,42 @@ class Reloader:
 
     def __init__(self) -> None:
         self._hooks: dict[str, ReloadHook] = {}
+        self._files: dict[str, tuple[Path, ...]] = {}
         self._running: asyncio.Task[bool] | None = None
         self._again = False
 
-    def register(self, name: str, hook: ReloadHook) -> Callable[[], None]:
-        """Run ``hook`` at every reload, under ``name`` (the ``part`` of the log lines);
-        returns the function that unregisters it. A process serves one application, so a
-        second hook under a name replaces the first (in tests, a server started after
-        another)."""
+    def register(self, name: str, hook: ReloadHook, *, files: Iterable[Path | str] = ()) -> Callable[[], None]:
+        """Run ``hook`` at every reload, under ``name`` (the ``part`` of the log lines), and
+        reload when one of ``files`` changes if the process watches them (``watch``); returns
+        the function that unregisters it. A process serves one application, so a second hook
+        under a name replaces the first (in tests, a server started after another)."""
         self._hooks[name] = hook
+        self._files[name] = tuple(Path(file) for file in files)
 
         def unregister() -> None:
             if self._hooks.get(name) is hook:
                 del self._hooks[name]
+                del self._files[name]
 
         return unregister
+
+    @property
+    def watched_files(self) -> tuple[Path, ...]:
+        """The files of every hook, each once."""
+        return tuple(dict.fromkeys(file for files in self._files.values() for file in files))
+
+    async def watch(self, interval: float = WATCH_INTERVAL) -> None:
+        """Reload whenever a watched file changes, until cancelled. A file a hook names later
+        is watched from then on; one that disappears and comes back counts as changed."""
+        seen = await asyncio.to_thread(_stamps, self.watched_files)
+        while True:
+            await asyncio.sleep(interval)
+            stamps = await asyncio.to_thread(_stamps, self.watched_files)
+            changed = [str(file) for file, stamp in stamps.items() if file in seen and seen[file] != stamp]
+            seen = stamps
+            if changed:
+                log.info("reload_files_changed", pid=os.getpid(), files=changed)
+                self.request()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -128,6 +159,23 @@ class Reloader:
                 changed[name] = change.summary or "reloaded"
         log.info("reload_completed", pid=os.getpid(), **changed)
         return True
+
+
+_Stamp = tuple[int, int, int] | None
+
+
+def _stamps(files: Iterable[Path]) -> dict[Path, _Stamp]:
+    """Inode, size and modification time of each file (None: missing or unreadable). Followed
+    through symbolic links: a Kubernetes volume swaps the directory they point into."""
+    stamps: dict[Path, _Stamp] = {}
+    for file in files:
+        try:
+            status = os.stat(file)
+        except OSError:
+            stamps[file] = None
+        else:
+            stamps[file] = (status.st_ino, status.st_size, status.st_mtime_ns)
+    return stamps
 
 
 class _Refusal(Exception):

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
                            "certificates pick one they issued; clients that filter by the names (Go) then send no "
                            "self-signed certificate"
     )
+    watch_files: bool = Field(
+        False, description="reload the server certificate and key, trust anchors and intermediates when their files "
+                           "change, as SIGHUP does (a stat of each every 2 s)"
+    )
     audience: str | None = Field(None, description="aud of access tokens; default: the issuer")
     access_token_lifetime: int = Field(600, ge=10, le=86_400, description="seconds")
     mtls_alias_base: str | None = Field(

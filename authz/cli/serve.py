@@ -158,6 +158,10 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="CA certificate(s) for tls_client_auth, PEM, repeatable (env AUTHZ_TRUST_ANCHORS, comma-separated).")
 @click.option("--intermediate", "intermediates", multiple=True, type=_PATH,
               help="Intermediate CA certificates clients may omit (env AUTHZ_INTERMEDIATES).")
+@click.option("--watch-files", is_flag=True, default=None,
+              help="Reload the server certificate and key, the trust anchors and the intermediates when their files "
+                   "change (a stat of each every 2 s), as SIGHUP does: for certificates renewed by cert-manager or a "
+                   "Kubernetes Secret (env AUTHZ_WATCH_FILES). --crl files are always watched.")
 @click.option("--advertise-ca-names", is_flag=True, default=None,
               help="Name the trust anchors in the TLS CertificateRequest, so that clients holding several "
                    "certificates pick one the anchors issued. Off by default because with it, Go clients "

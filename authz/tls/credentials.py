@@ -181,10 +181,12 @@ _CREDENTIALS: weakref.WeakKeyDictionary[ssl.SSLContext, ServerCredentials] = wea
 def register_credentials(context: ssl.SSLContext, certfile: str, keyfile: str | None,
                          reloader: Reloader = reload_hooks, *,
                          ca_name_files: Sequence[Path | str] = ()) -> ServerCredentials:
-    """Record that ``context`` was built from these files, and reload them on ``SIGHUP``."""
+    """Record that ``context`` was built from these files, and reload them on ``SIGHUP`` (or
+    when they change, with ``--watch-files``)."""
     credentials = ServerCredentials(certfile, keyfile, context, ca_name_files)
     _CREDENTIALS[context] = credentials
-    reloader.register("server_certificate", credentials.prepare)
+    files = [certfile, *([keyfile] if keyfile is not None else []), *ca_name_files]
+    reloader.register("server_certificate", credentials.prepare, files=files)
     return credentials
 
 

@@ -125,6 +125,46 @@ def test_a_later_registration_under_a_name_replaces_the_earlier() -> None:
     assert reloader.names == ("x",)
 
 
+async def test_watching_reloads_when_a_named_file_changes(tmp_path: Path, logs: list[dict[str, Any]]) -> None:
+    watched, other, later = tmp_path / "server.crt", tmp_path / "unwatched", tmp_path / "later.pem"
+    watched.write_bytes(b"one")
+    other.write_bytes(b"one")
+    prepared: list[int] = []
+    reloader = Reloader()
+    reloader.register("certificate", lambda: prepared.append(1) and None, files=[watched, tmp_path / "missing"])
+    watching = asyncio.create_task(reloader.watch(interval=0.05))
+
+    async def settle() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+
+    try:
+        await settle()
+        assert prepared == []  # nothing changed
+        other.write_bytes(b"two")
+        await settle()
+        assert prepared == []  # not a watched file
+        replacement = tmp_path / "new"
+        replacement.write_bytes(b"two, renamed over it")
+        os.replace(replacement, watched)  # as operators and Kubernetes replace files
+        await settle()
+        assert len(prepared) == 1
+        (tmp_path / "missing").write_bytes(b"it appears")  # a missing file that appears changed
+        await settle()
+        assert len(prepared) == 2
+        reloader.register("anchors", lambda: None, files=[later])  # watched from its registration
+        later.write_bytes(b"new")
+        await settle()
+        later.write_bytes(b"changed again")
+        await settle()
+        assert len(prepared) == 3
+    finally:
+        watching.cancel()
+    changed = [line["files"] for line in logs if line["event"] == "reload_files_changed"]
+    assert changed == [[str(watched)], [str(tmp_path / "missing")], [str(later)]]
+    assert reloader.watched_files == (watched, tmp_path / "missing", later)
+
+
 # --- the validator's trust ------------------------------------------------------------------
 
 

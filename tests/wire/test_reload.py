@@ -276,3 +276,58 @@ def test_with_two_workers_sighup_to_the_main_process_reloads_both_in_place(
         kept.close()
     finally:
         server.stop()
+
+
+# --- --watch-files: the same reloads, without a signal ----------------------------------------
+
+
+def _wait_for(server: RunningServer, offset: int, event: str, count: int = 1) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while True:
+        lines = [e for e in server.events(offset) if e.get("event") == event]
+        if len(lines) >= count:
+            return lines
+        assert time.monotonic() < deadline, f"no {event}:\n{server.log()[-3000:]}"
+        assert server.process.poll() is None, server.log()
+        time.sleep(0.05)
+
+
+def test_watched_files_reload_when_they_change(pki: WirePKI, reload_ca: TestCA, reload_client: tuple[Path, Path],
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("reload-watch")
+    files = _files(tmp, pki)
+    server = _start(files, pki, tmp, "--watch-files", "--workers", "2", ready_count=2)
+    try:
+        # A renewed certificate, written as cert-manager does (new files renamed over the old).
+        offset = server.log_offset()
+        renewed = files.new_server_certificate()
+        files.install(renewed)
+        completed = _wait_for(server, offset, "reload_completed", count=2)  # each worker
+        assert {line["server_certificate"]["serial"] for line in completed} == {format(renewed.cert.serial_number, "x")}
+        assert str(files.cert) in _wait_for(server, offset, "reload_files_changed")[0]["files"]
+        assert presented_server_certificate(server.port, files.server_ca) == renewed.der
+
+        # A bad key: refused, the renewed certificate stays; the right key: taken.
+        offset = server.log_offset()
+        candidate = files.new_server_certificate()
+        files.install(candidate, key_of=files.new_server_certificate())
+        refused = _wait_for(server, offset, "reload_refused", count=2)
+        assert {line["file"] for line in refused} == {str(files.key)}
+        assert presented_server_certificate(server.port, files.server_ca) == renewed.der
+        offset = server.log_offset()
+        files.install(candidate)
+        _wait_for(server, offset, "reload_completed", count=2)
+        assert presented_server_certificate(server.port, files.server_ca) == candidate.der
+
+        # A trust anchor added to its file: its clients authenticate, without a signal.
+        cert, key = reload_client
+        assert _fresh_token(server, files, cert, key, "reload-client")[0] == 401
+        offset = server.log_offset()
+        _replace(files.anchors, files.anchors.read_bytes() + reload_ca.pem)
+        lines = _wait_for(server, offset, "reload_completed", count=2)
+        assert all(line["trust_anchors"]["anchors_added"] == ["CN=Reload Client CA,O=authz tests"] for line in lines)
+        for _ in range(4):  # whichever worker answers
+            status, body = _fresh_token(server, files, cert, key, "reload-client")
+            assert status == 200, body
+    finally:
+        server.stop()
