@@ -130,8 +130,11 @@ class ServingLoop(uvloop.Loop):
             # uvloop's stubs overload host/port against sock; this passes on what it was given.
             return await super().create_server(
                 protocol_factory, host, port, ssl=ssl, sock=sock, backlog=backlog, **kwargs)  # type: ignore[arg-type]
-        # With a sock, a worker of ``--workers N``: uvicorn hands each the same socket, bound only.
-        sockets = [_worker_socket(sock, backlog)] if sock is not None else _listening_sockets(host, port, backlog)
+        if sock is not None:
+            # A worker of ``--workers N``: its own socket, listening already (authz.tls.supervisor),
+            # or uvicorn's shared one, bound only.
+            sock.listen(backlog)
+        sockets = [sock] if sock is not None else _listening_sockets(host, port, backlog)
         server = BoundedServer(self, sockets, protocol_factory, ssl, self.connection_limits,
                                credentials=credentials_of(ssl))
         server.start_accepting()
@@ -147,40 +150,6 @@ def new_event_loop() -> ServingLoop:
     loop = ServingLoop(ConnectionLimits.from_environment().within_descriptor_limit())
     install_reload_signal(loop)
     return loop
-
-
-def _worker_socket(shared: socket.socket, backlog: int) -> socket.socket:
-    """The listening socket of one worker of ``--workers N``.
-
-    Listening on the socket all workers share, the kernel wakes every worker for each new
-    connection and the first to call accept() gets it: measured with 16 keep-alive clients,
-    one worker took 15-16 connections and two workers served 1.18x one worker. With a socket
-    of its own per worker, bound to the same address with ``SO_REUSEPORT``, the kernel spreads
-    connections over the workers by a hash of their addresses. The shared socket is bound but
-    never listens (uvicorn's supervisor only binds it), which is what lets the workers bind
-    beside it (``SO_REUSEADDR`` on both). Where that is not possible (not TCP, no
-    ``SO_REUSEPORT``, the bind refused), the worker listens on the shared socket as before."""
-    reuse_port = getattr(socket, "SO_REUSEPORT", None)
-    if reuse_port is None or shared.family not in (socket.AF_INET, socket.AF_INET6):
-        shared.listen(backlog)
-        return shared
-    own = socket.socket(shared.family, shared.type, shared.proto)
-    try:
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        own.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
-        if shared.family == socket.AF_INET6:
-            own.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
-                           shared.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
-        own.bind(shared.getsockname())
-        own.listen(backlog)
-    except OSError as exc:
-        own.close()
-        log.warning("worker_socket_shared", address=str(shared.getsockname()), reason=str(exc),
-                    detail="listening on the socket all workers share: connections may spread unevenly")
-        shared.listen(backlog)
-        return shared
-    own.setblocking(False)
-    return own
 
 
 def _listening_sockets(host: str | None, port: int | None, backlog: int) -> list[socket.socket]:

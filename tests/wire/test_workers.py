@@ -2,6 +2,7 @@
 issue tokens for both methods."""
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,16 +47,17 @@ def test_both_methods_get_tokens_signed_with_one_key(via: str, two_workers: Runn
             assert claims["cnf"] == {"x5t#S256": pki[client_id].thumbprint}
 
 
-def _established_per_process(pids: list[int], port: int) -> dict[int, int]:
-    """How many established TCP connections to ``port`` each process holds (from /proc)."""
+def _established_per_process(pids: list[int], port: int, state: str = "01") -> dict[int, int]:
+    """How many TCP sockets on local ``port`` in ``state`` (01: established, 0A: listening)
+    each process holds (from /proc)."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as rows:
             next(rows)
             for row in rows:
                 fields = row.split()
-                local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
-                if local_port == port and state == "01":  # TCP_ESTABLISHED
+                local_port, socket_state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                if local_port == port and socket_state == state:
                     inodes.add(inode)
     counts = {}
     for pid in pids:
@@ -99,3 +101,30 @@ def test_keep_alive_connections_spread_over_the_workers(two_workers: RunningServ
     serving = {pid: count for pid, count in counts.items() if count}
     assert sum(serving.values()) == 32, counts
     assert len(serving) == 2 and min(serving.values()) >= 4, counts
+
+
+def test_a_worker_that_dies_is_replaced_on_its_own_socket_and_the_port_stays_taken(
+        start_wire_server: StartServer, pki: WirePKI, tmp_path_factory: pytest.TempPathFactory) -> None:
+    data_dir = tmp_path_factory.mktemp("workers-restart")
+    register_clients(pki, data_dir, ["dn-client"])
+    server = start_wire_server(data_dir, ["--workers", "2"], ready_count=2)
+    try:
+        supervisor = server.process.pid
+        # The supervisor holds one listening socket per worker: the port stays taken (nobody
+        # else can listen on it) while workers come and go.
+        assert _established_per_process([supervisor], server.port, state="0A") == {supervisor: 2}
+        workers = [pid for pid in _children(supervisor)
+                   if _established_per_process([pid], server.port, state="0A")[pid] == 1]
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        server.wait_for_log('"event":"worker_died"')
+        server.wait_for_log("Application startup complete", count=3)  # its successor serves
+        assert _established_per_process([supervisor], server.port, state="0A") == {supervisor: 2}
+        successors = [pid for pid in _children(supervisor)
+                      if _established_per_process([pid], server.port, state="0A")[pid] == 1]
+        assert len(successors) == 2 and workers[0] not in successors and workers[1] in successors
+        client = WireClient("httpx", server, pki.server_ca)
+        for _ in range(4):
+            assert_token_response(client.token(pki["dn-client"], "dn-client"))
+    finally:
+        server.stop()
