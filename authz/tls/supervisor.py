@@ -15,7 +15,7 @@ bound: the kernel then wakes every worker for a new connection and the first to 
 it, and with keep-alive clients one worker took 15-16 of 16 connections (two workers served
 1.18x one). Here the supervisor binds one socket per worker slot with ``SO_REUSEPORT`` and
 keeps them all open and listening: the kernel spreads connections over the slots by a hash of
-their addresses (1.66x), the port stays taken while a worker restarts (nobody else can listen
+their addresses (1.6x one worker), the port stays taken while a worker restarts (nobody else can listen
 on it then), and a restarted worker takes over its slot's socket with the connections waiting
 in it. Where ``SO_REUSEPORT`` does not exist, the workers share uvicorn's socket as before.
 """
