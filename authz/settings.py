@@ -231,6 +231,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _resumption_for_direct_tls_only(self) -> Settings:
+        if self.tls_resumption != "off" and self.proxy_cert_header is not None:
+            # The proxy resumes its clients' sessions itself. Between the proxy and this server, a
+            # ticket is checked against the clients' CAs, not the proxies', and a resumed session
+            # carries the proxy's leaf alone: a proxy whose certificate needs an intermediate
+            # would lose its trust, and with it every client's certificate.
+            raise ValueError("--tls-resumption (AUTHZ_TLS_RESUMPTION) applies to this server's own clients over "
+                             "direct TLS, not behind a proxy (--proxy-cert-header): the proxy resumes its clients' "
+                             "sessions itself")
+        return self
+
+    @model_validator(mode="after")
     def _crl_files_need_crl_checking(self) -> Settings:
         if self.crls and self.revocation_check not in ("crl", "crl+ocsp"):
             raise ValueError("--crl (AUTHZ_CRLS) needs --revocation-check crl or crl+ocsp (AUTHZ_REVOCATION_CHECK)")

@@ -301,3 +301,13 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(tls_ticket_key_rotation=0.5)
     with pytest.raises(ValueError, match="1 to 86400 seconds"):
         ResumptionConfig("tickets", 100_000)
+
+
+def test_refused_behind_a_proxy() -> None:
+    # Between a proxy and this server, a resumed session would carry the proxy's leaf alone,
+    # and tickets are checked against the clients' CAs, not the proxies'.
+    with pytest.raises(ValidationError, match=r"--tls-resumption \(AUTHZ_TLS_RESUMPTION\) applies to this server's "
+                                              r"own clients over direct TLS, not behind a proxy"):
+        Settings(tls_resumption="tickets", proxy_cert_header="nginx", trusted_proxies=["127.0.0.1"])
+    behind_a_proxy = Settings(tls_resumption="off", proxy_cert_header="nginx", trusted_proxies=["127.0.0.1"])
+    assert behind_a_proxy.tls_resumption == "off"
