@@ -280,7 +280,10 @@ class ServerContext:
             self._stop_reloading.append(reload_hooks.register(
                 "trust_anchors", trust_reload_hook(self.settings, self.validator, on_replaced=self._trust_replaced),
                 files=[*self.settings.trust_anchors, *self.settings.intermediates]))
-            if self.settings.watch_files:
+            if self.metrics is not None:
+                self.metrics.signing_key_loaded.set(1)
+                self.metrics.start()
+            if self.settings.watch_files:  # last: nothing after it can fail and leave it running
                 # The --crl files need none of this: the revocation checker watches them itself.
                 watching = asyncio.create_task(reload_hooks.watch(), name="authz-watch-files")
 
@@ -288,9 +291,6 @@ class ServerContext:
                     watching.cancel()
 
                 self._stop_reloading.append(stop_watching)
-            if self.metrics is not None:
-                self.metrics.signing_key_loaded.set(1)
-                self.metrics.start()
         except BaseException:
             await self.changes.stop()
             # An open store would outlive the failed start-up (and its thread the process).

@@ -114,12 +114,16 @@ class Reloader:
         seen = await asyncio.to_thread(_stamps, self.watched_files)
         while True:
             await asyncio.sleep(interval)
-            stamps = await asyncio.to_thread(_stamps, self.watched_files)
-            changed = [str(file) for file, stamp in stamps.items() if file in seen and seen[file] != stamp]
-            seen = stamps
-            if changed:
-                log.info("reload_files_changed", pid=os.getpid(), files=changed)
-                self.request()
+            try:
+                stamps = await asyncio.to_thread(_stamps, self.watched_files)
+                changed = [str(file) for file, stamp in stamps.items() if file in seen and seen[file] != stamp]
+                seen = stamps
+                if changed:
+                    log.info("reload_files_changed", pid=os.getpid(), files=changed)
+                    self.request()
+            except Exception as exc:  # a bug here must not end the watching silently
+                log.error("watch_files_failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}",
+                          detail="watching goes on; SIGHUP still reloads")
 
     @property
     def names(self) -> tuple[str, ...]:

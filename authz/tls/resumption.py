@@ -244,7 +244,9 @@ def _generate_ticket(ssl_pointer: int | None, arg: int | None) -> int:
             # from, is carried over; this connection's chain is the leaf alone and says nothing.
             return 1
         appdata = _sent_chain_appdata(lib, ssl_pointer)
-        lib.SSL_SESSION_set1_ticket_appdata(session, appdata, len(appdata))
+        if lib.SSL_SESSION_set1_ticket_appdata(session, appdata, len(appdata)) != 1:
+            # A ticket without its data is declined when offered (a full handshake): safe.
+            log.error("tls_ticket_data_failed", error="SSL_SESSION_set1_ticket_appdata failed")
     except Exception as exc:  # never let a Python error cross into OpenSSL
         log.error("tls_ticket_data_failed", error=f"{type(exc).__name__}: {exc}")
     return 1
@@ -265,6 +267,10 @@ def _decrypt_ticket(ssl_pointer: int | None, session: int | None, key_name: int 
             # issue a new one on every resumed connection, and on OpenSSL 3.0 a ticket that holds a
             # client certificate costs about 170 µs (it encodes the session, decodes it again,
             # certificate and key included, and encodes the copy), most of what resumption saves.
+            # (Should OpenSSL still make a full handshake after this callback, for a TLS 1.3 client
+            # that offers another hash than its ticket's suite, that handshake issues no ticket and
+            # the client goes on with its old one: full handshakes until the key rotates, never a
+            # refusal. Real clients keep their suites between connections.)
             if lib.SSL_set_num_tickets(ssl_pointer, 0) != 1:
                 return _SSL_TICKET_RETURN_IGNORE_RENEW
             return _SSL_TICKET_RETURN_USE if status == _SSL_TICKET_SUCCESS else _SSL_TICKET_RETURN_USE_RENEW
@@ -367,8 +373,8 @@ def enable_tickets(context: ssl.SSLContext, config: ResumptionConfig) -> None:
 def rotate_ticket_key(context: ssl.SSLContext) -> None:
     """Replace the context's session ticket key with a new random one; tickets issued under the
     old one no longer resume (their clients get a full handshake). The key goes from OpenSSL's
-    random generator to the context through a buffer that is wiped after: no Python object
-    ever holds it. ``ResumptionError`` if OpenSSL refuses."""
+    random generator to the context through a ctypes buffer that is wiped after: never a
+    Python ``bytes`` object, which could not be wiped. ``ResumptionError`` if OpenSSL refuses."""
     lib = _libssl()
     keys = ctypes.create_string_buffer(_TICKET_KEYS_LENGTH)
     try:
