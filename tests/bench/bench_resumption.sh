@@ -75,13 +75,7 @@ trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
 # --- prerequisites (idempotent) --------------------------------------------------------------------
-need_apt=()
-command -v go >/dev/null || need_apt+=(golang-go)
-[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then echo "missing ${need_apt[*]}: run as root or apt-get install them" >&2; exit 1; fi
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
-fi
+install_bench_prerequisites
 prepare_peer
 PKI="$PEER_WORK/pki"   # every server and client below uses the copy's PKI
 if [ "$LOADGEN" = go ] && [ -x "$PEER_WORK/loadgen-go-bin" ]; then LOADGEN_BIN="$PEER_WORK/loadgen-go-bin"

@@ -92,3 +92,19 @@ stop_ours() {
   fi
   SERVER_PID=""
 }
+
+# install_bench_prerequisites [COMMAND:PACKAGE ...]: what the load generators are built with (Go,
+# OpenSSL's headers) and each COMMAND missing from PATH, from Debian's packages; idempotent.
+# INSTALLED_PACKAGES says what it installed (empty: nothing).
+install_bench_prerequisites() {
+  local need_apt=() wanted
+  INSTALLED_PACKAGES=""
+  command -v go >/dev/null || need_apt+=(golang-go)
+  [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+  for wanted in "$@"; do command -v "${wanted%%:*}" >/dev/null || need_apt+=("${wanted#*:}"); done
+  [ "${#need_apt[@]}" -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ]; then echo "missing ${need_apt[*]}: run as root or apt-get install them" >&2; exit 1; fi
+  echo "installing ${need_apt[*]}"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+  INSTALLED_PACKAGES="${need_apt[*]}"
+}

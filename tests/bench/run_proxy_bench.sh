@@ -89,15 +89,7 @@ trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
 # --- prerequisites (idempotent) ---------------------------------------------------------------
-need_apt=()
-command -v go >/dev/null || need_apt+=(golang-go)
-[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
-command -v "$NGINX" >/dev/null || need_apt+=(nginx)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then echo "missing ${need_apt[*]}: run as root or apt-get install them" >&2; exit 1; fi
-  echo "installing ${need_apt[*]}"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
-fi
+install_bench_prerequisites "$NGINX:nginx"
 [ -d "$PEER_DIR/node_modules/oidc-provider" ] || (cd "$PEER_DIR" && npm ci --no-audit --no-fund)
 [ -f "$PKI/client.crt" ] || (cd "$PEER_DIR" && ./make-pki.sh)
 mkdir -p "$RESULTS"

@@ -107,18 +107,10 @@ trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
 # --- prerequisites (idempotent) ---------------------------------------------------------------
-need_apt=()
-command -v go >/dev/null || need_apt+=(golang-go)
-[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
-command -v "$REDIS_SERVER" >/dev/null || need_apt+=(redis-server)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then echo "missing ${need_apt[*]}: run as root or apt-get install them" >&2; exit 1; fi
-  echo "installing ${need_apt[*]}"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
-  # Debian's package starts a system redis on 6379: this benchmark runs its own.
-  if [[ " ${need_apt[*]} " == *" redis-server "* ]] && command -v service >/dev/null; then
-    service redis-server stop >/dev/null 2>&1 || true
-  fi
+install_bench_prerequisites "$REDIS_SERVER:redis-server"
+# Debian's package starts a system redis on 6379: this benchmark runs its own.
+if [[ " $INSTALLED_PACKAGES " == *" redis-server "* ]] && command -v service >/dev/null; then
+  service redis-server stop >/dev/null 2>&1 || true
 fi
 
 # The shared peer directory is read-only: its sources are copied to PEER_WORK (peer_work.sh).
