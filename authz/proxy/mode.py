@@ -23,9 +23,10 @@ from cryptography import x509
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authz.certificates.presented import present_chain
+from authz.networks import parse_networks
 from authz.proxy.formats import CertificateHeaderError, HeaderFormat, header_format
 from authz.proxy.forwarded import FORWARDING_HEADERS, forwarded_client
-from authz.proxy.trust import ProxyTrust, parse_networks
+from authz.proxy.trust import ProxyTrust
 
 __all__ = ["ForwardedCertificate", "ProxyMode", "build_proxy_mode"]
 
@@ -57,7 +58,7 @@ def build_proxy_mode(
         raise ValueError(f"--proxy-cert-header-name: the {format_name} format's header is "
                          f"{chosen.default_header}; only nginx, haproxy and apache let you choose it")
     try:
-        networks = parse_networks(trusted_proxies)
+        networks = parse_networks(trusted_proxies, strict=False)
     except ValueError as exc:
         raise ValueError(f"--trusted-proxy: {exc}") from None
     trust = ProxyTrust(networks, _certificates(trusted_proxy_certs, "--trusted-proxy-cert"),

@@ -13,21 +13,9 @@ from cryptography.hazmat.primitives import hashes
 from authz.certificates.chain import ChainValidator
 from authz.certificates.presented import presented_certificate
 from authz.certificates.rejection import CertificateRejected
+from authz.networks import Network
 
-__all__ = ["Network", "ProxyTrust", "parse_networks"]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(values: Sequence[str]) -> list[Network]:
-    """``10.0.0.0/8``, ``::1``, ``192.0.2.7``: an address alone is a network of one."""
-    networks: list[Network] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not an IP address or network (CIDR): {exc}") from None
-    return networks
+__all__ = ["ProxyTrust"]
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

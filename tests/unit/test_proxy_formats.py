@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 import pytest
 
+from authz.networks import parse_networks
 from authz.proxy.formats import FORMATS, CertificateHeaderError
 from authz.proxy.forwarded import forwarded_client
-from authz.proxy.trust import ProxyTrust, parse_networks
+from authz.proxy.trust import ProxyTrust
 from tests.support.pki import Issued, TestCA
 
 
@@ -113,7 +114,7 @@ def test_malformed_headers_are_named(format_name: str, headers: dict[str, str], 
 
 
 def test_forwarded_client_is_the_nearest_untrusted_hop() -> None:
-    trust = ProxyTrust(parse_networks(["10.0.0.0/8", "::1"]))
+    trust = ProxyTrust(parse_networks(["10.0.0.0/8", "::1"], strict=False))
     assert forwarded_client({"x-forwarded-for": "198.51.100.7, 203.0.113.9, 10.1.2.3"},
                             trust.is_trusted_address) == "203.0.113.9"
     assert forwarded_client({"forwarded": 'for=192.0.2.60;proto=https, for="[2001:db8::17]:4711"'},
@@ -123,12 +124,12 @@ def test_forwarded_client_is_the_nearest_untrusted_hop() -> None:
 
 
 def test_trusted_addresses() -> None:
-    trust = ProxyTrust(parse_networks(["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"]))
+    trust = ProxyTrust(parse_networks(["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], strict=False))
     assert trust.is_trusted_address("10.9.8.7") and trust.is_trusted_address("::ffff:10.0.0.1")
     assert trust.is_trusted_address("2001:db8::5") and trust.is_trusted_address("127.0.0.1")
     assert not trust.is_trusted_address("127.0.0.2") and not trust.is_trusted_address("not an address")
-    with pytest.raises(ValueError, match="not an IP address or network"):
-        parse_networks(["10.0.0.0/33"])
+    with pytest.raises(ValueError, match="is not an address or CIDR network"):
+        parse_networks(["10.0.0.0/33"], strict=False)
 
 
 def test_a_long_xfcc_header_decodes_in_linear_time(issued: Issued) -> None:

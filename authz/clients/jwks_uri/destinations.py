@@ -18,10 +18,12 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from authz.networks import Network, parse_networks
+
 __all__ = ["AddressPolicy", "IPAddress", "IPNetwork", "address_problem", "parse_allow_list"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPNetwork = Network
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -105,13 +107,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4A
 def parse_allow_list(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """The operator's allow-list from CIDR strings ("10.1.2.0/24", "127.0.0.1", "fd00::/8");
     ``ValueError`` naming the bad entry (a network with host bits set is one: a typo)."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=True))
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not an address or CIDR network ({exc})") from None
-    return tuple(networks)
+    return parse_networks(values, strict=True)
 
 
 @dataclass(frozen=True)
