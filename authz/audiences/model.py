@@ -27,7 +27,10 @@ def resource_uri_problem(value: object) -> str | None:
         return f"is longer than {MAX_RESOURCE_CHARS} characters"
     if not value.isascii() or any(c.isspace() or ord(c) < 0x21 or ord(c) == 0x7F for c in value):
         return "contains characters a URI cannot (spaces, controls, non-ASCII: percent-encode them)"
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "https://[::1": an IPv6 host left open
+        return f"is not a valid URI ({exc})"
     if not parts.scheme or not (parts.netloc or parts.path):
         return "is not an absolute URI (RFC 8707 section 2)"
     if "#" in value:

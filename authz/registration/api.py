@@ -215,13 +215,15 @@ async def _json_body(request: Request) -> Any:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         return _error(400, "invalid_request", "the body must be application/json (RFC 7591 section 3.1)")
-    body = b""
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
             return _error(413, "invalid_request", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)  # joined once, below: not copied once a piece
     try:
-        return json.loads(body)
+        return json.loads(b"".join(chunks))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _error(400, "invalid_request", f"the body is not valid JSON: {exc}"[:200])
     except RecursionError:  # arrays or objects nested thousands deep: no metadata looks like that

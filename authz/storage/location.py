@@ -68,7 +68,10 @@ def parse_redis_url(url: str, *, password_file: Path | None = None) -> RedisLoca
         raise StoreLocationError(f"--store must be empty (embedded SQLite) or a Redis URL ({forms}); got {scheme!r}")
     topology, tls = _SCHEMES[scheme.lower()]
     # urlsplit takes one host only: split the user part and the host list ourselves.
-    parts = urlsplit(f"redis://{rest}")
+    try:
+        parts = urlsplit(f"redis://{rest}")
+    except ValueError as exc:  # "redis://[::1": an IPv6 host left open
+        raise StoreLocationError(f"--store is not a valid URL ({exc})") from None
     if parts.query or parts.fragment:
         raise StoreLocationError("--store: a Redis URL takes no query or fragment; TLS files and the password "
                                  "file have options of their own (--store-tls-ca, --store-password-file)")

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# The same paired-round ratios as the proxy benchmark (run as scripts: this directory is on sys.path).
+from proxy_compare import fmt_ratio, round_ratios
+
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 CHANNEL = "authz:changes"
@@ -338,23 +341,6 @@ def med(rows: list[dict[str, Any]], key: str) -> float:
 
 def us_per_token(row: dict[str, Any]) -> float | None:
     return float(row["server_cpu_pct"]) * 10_000.0 / row["rps"] if row.get("rps") else None
-
-
-def round_ratios(num: list[dict[str, Any]], den: list[dict[str, Any]], key: Any) -> list[float]:
-    by_run = {r["run"]: r for r in den}
-    out = []
-    for r in num:
-        d = by_run.get(r["run"])
-        x, y = key(r), key(d) if d else None
-        if x and y:
-            out.append(x / y)
-    return out
-
-
-def fmt_ratio(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

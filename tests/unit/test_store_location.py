@@ -62,6 +62,7 @@ def test_password_file(tmp_path: Path) -> None:
     ("redis://h/0?ssl_ca_certs=/x", "no query"),
     ("redis+sentinel://s1,s2", "needs the service name"),
     ("redis+cluster://a:1,b:2/1", "one database"),
+    ("redis://[::1/0", r"is not a valid URL \(Invalid IPv6 URL\)"),
 ])
 def test_mistakes_are_named(url: str, problem: str) -> None:
     with pytest.raises(StoreLocationError, match=problem):

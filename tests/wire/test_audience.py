@@ -102,6 +102,7 @@ def test_a_client_allowed_several_must_name_one(wire: WireClient, pki: WirePKI) 
     ("https://a.api.test/#frag", "resource https://a.api.test/#frag has a fragment, which RFC 8707 section 2 "
                                  "forbids"),
     ("api-a", "resource api-a is not an absolute URI (RFC 8707 section 2)"),
+    ("https://[::1", "resource https://[::1 is not a valid URI (Invalid IPv6 URL)"),
 ])
 def test_a_resource_the_client_cannot_have_is_invalid_target(wire: WireClient, pki: WirePKI, resource: str,
                                                               description: str) -> None:
